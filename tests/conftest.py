@@ -1,0 +1,44 @@
+"""Fixtures shared by every test package.
+
+Real data lives in ``../shared/data`` beside the checkout (override with
+``NERVESEG_DATA``). Tests that need it take the ``data_dir`` fixture, which skips
+with a reason when the folder is absent and *fails* when ``CI`` is set, because
+CI always has it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    env = os.environ.get("NERVESEG_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    root = _data_root()
+    if not (root / "kaggle-bp" / "manifest.csv").is_file():
+        msg = f"real data not found at {root} (set NERVESEG_DATA or place shared/data beside the checkout)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; CI must have it")
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lung_clips(data_dir: Path) -> list[Path]:
+    clips = sorted((data_dir / "video-us-lung-linear").glob("*.mp4"))
+    assert clips, "video-us-lung-linear holds no mp4"
+    return clips
+
+
+@pytest.fixture(scope="session")
+def kaggle_fullres(data_dir: Path) -> Path:
+    return data_dir / "kaggle-bp" / "fullres" / "images"
