@@ -62,7 +62,8 @@ class SourceConfig(_Section):
     def _check_spec(cls, v: str) -> str:
         kind, arg = split_spec(v, SOURCE_KINDS, "source")
         if kind in ("file", "images") and not arg:
-            raise ValueError(f"{kind} source needs a path, e.g. '{kind}:/path/to/{'clip.mp4' if kind == 'file' else 'dir'}'")
+            example = "clip.mp4" if kind == "file" else "folder"
+            raise ValueError(f"{kind} source needs a path, e.g. '{kind}:/path/to/{example}'")
         return v
 
     @property
@@ -87,7 +88,9 @@ class RoiConfig(_Section):
 
 
 class ModelConfig(_Section):
-    path: str | None = Field(None, description="a .tflite file; its spec is <model>.yaml beside it; null = shipped model")
+    path: str | None = Field(
+        None, description="a .tflite file; its spec is <model>.yaml beside it; null = the shipped model"
+    )
     threads: int = Field(2, ge=1, le=64, description="interpreter (XNNPACK) threads")
     interpreter: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = "auto"
 
@@ -157,7 +160,9 @@ class SinkConfig(_Section):
 
 class LoopConfig(_Section):
     stats_interval_s: float = Field(5.0, gt=0, description="seconds between stats log lines")
-    max_frames: int | None = Field(None, gt=0, description="stop after this many processed frames (null = run until stopped)")
+    max_frames: int | None = Field(
+        None, gt=0, description="stop after this many processed frames (null = run until stopped)"
+    )
 
 
 class LoggingConfig(_Section):

@@ -39,7 +39,13 @@ class PreprocessSpec(_Strict):
     width: int = Field(..., gt=0, le=1024)
     filter: Literal["none", "median", "gaussian", "bilateral", "lee"] = "none"
     filter_size: int = Field(5, ge=3, le=15, description="kernel size in pixels at the model's input size (odd)")
-    filter_sigma: float = Field(1.0, gt=0, le=100, description="gaussian sigma; bilateral sigmaColor; lee noise variance (in 0-1 units x 1e3)")
+    filter_sigma: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="strength: gaussian sigma (px); bilateral range sigma 25*sigma gray levels; "
+        "lee noise std 10*sigma gray levels",
+    )
     filter_at: Literal["input", "roi"] = Field(
         "input", description="denoise after the resize (cheap) or on the full-resolution ROI crop"
     )
@@ -104,7 +110,9 @@ def load_spec(model_path: str | Path, verify_hash: bool = True) -> ModelSpec:
     model_path = Path(model_path)
     sp = spec_path_for(model_path)
     if not sp.is_file():
-        raise ModelError(f"model spec {sp} not found: every model needs its sidecar spec (written by 'nerveseg convert')")
+        raise ModelError(
+            f"model spec {sp} not found: every model needs its sidecar spec (written by 'nerveseg convert')"
+        )
     try:
         data = yaml.safe_load(sp.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:

@@ -1,0 +1,85 @@
+"""Presence hysteresis and mask stabilisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.presence import PresenceTracker
+from edge.types import Result
+
+
+def _r(p: float, mask: np.ndarray | None = None) -> Result:
+    return Result(mask=np.full((4, 5), p, np.float32) if mask is None else mask, p_nerve=p, t_infer_ns=0)
+
+
+def _run(tracker: PresenceTracker, ps: list[float]) -> list[bool]:
+    return [tracker.update(_r(p)).nerve for p in ps]
+
+
+def test_switches_on_only_after_min_frames_on():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=2)
+    assert _run(t, [0.9, 0.9, 0.9, 0.9]) == [False, False, True, True]
+
+
+def test_interrupted_run_does_not_switch_on():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=2)
+    assert _run(t, [0.9, 0.9, 0.1, 0.9, 0.9]) == [False] * 5
+
+
+def test_switches_off_only_after_min_frames_off():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=3)
+    assert _run(t, [0.9, 0.1, 0.1, 0.1, 0.1]) == [True, True, True, False, False]
+
+
+def test_between_thresholds_holds_state_and_resets_runs():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=2, min_frames_off=2)
+    assert _run(t, [0.9, 0.5, 0.9, 0.5, 0.9, 0.9]) == [False, False, False, False, False, True]
+    assert _run(t, [0.5] * 10) == [True] * 10
+    assert _run(t, [0.1, 0.5, 0.1, 0.1]) == [True, True, True, False]
+
+
+def test_no_flicker_around_a_single_threshold():
+    # Raw per-frame decisions at 0.5 would toggle every frame; the tracker must not.
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=5)
+    ps = [0.58, 0.42] * 20
+    decisions = _run(t, ps)
+    assert len(set(decisions)) == 1
+
+
+def test_mask_only_while_nerve_and_smoothed():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=1, alpha=0.5)
+    d0 = t.update(_r(0.1, np.zeros((4, 5), np.float32)))
+    assert not d0.nerve and d0.mask is None
+    d1 = t.update(_r(0.9, np.ones((4, 5), np.float32)))
+    assert d1.nerve
+    np.testing.assert_allclose(d1.mask, 0.5)  # EMA of 0 then 1 with alpha 0.5
+    d2 = t.update(_r(0.9, np.ones((4, 5), np.float32)))
+    np.testing.assert_allclose(d2.mask, 0.75)
+    d2.mask[:] = 99  # the decision owns its copy; the tracker's state is untouched
+    d3 = t.update(_r(0.9, np.ones((4, 5), np.float32)))
+    np.testing.assert_allclose(d3.mask, 0.875)
+
+
+def test_alpha_one_means_no_smoothing():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=1, alpha=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        m = rng.random((4, 5)).astype(np.float32)
+        np.testing.assert_array_equal(t.update(_r(0.9, m)).mask, m)
+
+
+def test_reset_forgets_state():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=5)
+    assert t.update(_r(0.9)).nerve
+    t.reset()
+    assert not t.update(_r(0.5)).nerve
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(enter=0.4, exit=0.6), dict(enter=0.6, exit=0.0), dict(min_frames_on=0), dict(alpha=0.0)]
+)
+def test_invalid_parameters(kw):
+    args = dict(enter=0.6, exit=0.4) | kw
+    with pytest.raises(ValueError):
+        PresenceTracker(**args)
