@@ -1,0 +1,369 @@
+"""Sinks: framebuffer (against plain files and a fake sysfs), video file, window (headless), null, factory."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import SinkConfig
+from edge.errors import SinkError
+from edge.sinks import Sink, open_sink
+from edge.sinks import fbdev as fbdev_mod
+from edge.sinks import window as window_mod
+from edge.sinks.fbdev import FramebufferSink
+from edge.sinks.null import NullSink
+from edge.sinks.video import VideoSink
+from edge.sinks.window import WindowSink
+
+FILL = 0xAB  # initial file content: shows which bytes the sink wrote
+
+
+def fb_file(tmp_path: Path, width: int, height: int, bpp: int, stride: int | None = None, name: str = "fb.raw"):
+    stride = stride or width * bpp // 8
+    path = tmp_path / name
+    path.write_bytes(bytes([FILL]) * (stride * height))
+    return path, stride
+
+
+def read_fb(path: Path, width: int, height: int, bpp: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a framebuffer file independently of the sink: (HxWx3 uint8 BGR, HxN padding bytes)."""
+    raw = np.fromfile(path, np.uint8).reshape(height, stride)
+    vis, pad = raw[:, : width * bpp // 8], raw[:, width * bpp // 8 :]
+    if bpp == 32:
+        px = vis.reshape(height, width, 4)
+        return px[..., :3].copy(), pad  # bytes B, G, R, X
+    v = vis.reshape(height, width, 2).astype(np.uint16)
+    v = v[..., 0] | (v[..., 1] << 8)  # little-endian RGB565
+    r, g, b = (v >> 11) & 31, (v >> 5) & 63, v & 31
+    bgr = np.stack([(b << 3) | (b >> 2), (g << 2) | (g >> 4), (r << 3) | (r >> 2)], axis=-1)
+    return bgr.astype(np.uint8), pad
+
+
+def test_frame(h: int, w: int, seed: int = 1) -> np.ndarray:
+    """Smooth colour frame (quantisation-friendly) with pure-colour blocks."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) * 255 // (w + h)], axis=-1)
+    img = img.astype(np.uint8)
+    img[h // 4 : h // 2, w // 4 : w // 2] = (0, 0, 255)  # red
+    img[h // 2 : 3 * h // 4, w // 2 : 3 * w // 4] = (255, 255, 255)
+    return img
+
+
+test_frame.__test__ = False  # a helper, not a test
+
+
+def expected_rect(fb_w: int, fb_h: int, src_w: int, src_h: int) -> tuple[int, int, int, int]:
+    s = min(fb_w / src_w, fb_h / src_h)
+    w, h = round(src_w * s), round(src_h * s)
+    return (fb_w - w) // 2, (fb_h - h) // 2, w, h
+
+
+# ---------------------------------------------------------------- fbdev
+
+
+@pytest.mark.parametrize(
+    "fb_w,fb_h,src_w,src_h",
+    [
+        pytest.param(200, 100, 160, 120, id="pillarbox"),  # bars left and right
+        pytest.param(200, 150, 400, 100, id="letterbox"),  # bars top and bottom
+        pytest.param(160, 120, 160, 120, id="same-size"),
+    ],
+)
+def test_fbdev_32bpp_with_stride_padding(tmp_path, fb_w, fb_h, src_w, src_h):
+    stride = fb_w * 4 + 64
+    path, _ = fb_file(tmp_path, fb_w, fb_h, 32, stride)
+    frame = test_frame(src_h, src_w)
+    with FramebufferSink(path, width=fb_w, height=fb_h, bpp=32, stride=stride) as sink:
+        sink.show(frame)
+        x, y, w, h = expected_rect(fb_w, fb_h, src_w, src_h)
+        assert sink.picture_rect == (x, y, w, h)
+        sink.show(frame)
+        assert sink.frames_written == 2
+    bgr, pad = read_fb(path, fb_w, fb_h, 32, stride)
+    want = frame if (w, h) == (src_w, src_h) else cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(bgr[y : y + h, x : x + w], want)
+    raw = np.fromfile(path, np.uint8).reshape(fb_h, stride)[:, : fb_w * 4].reshape(fb_h, fb_w, 4)
+    assert (raw[y : y + h, x : x + w, 3] == 255).all()  # the X byte
+    bars = np.ones((fb_h, fb_w), bool)
+    bars[y : y + h, x : x + w] = False
+    assert (raw[bars] == 0).all(), "bars not black"
+    assert (pad == FILL).all(), "wrote into the stride padding"
+
+
+def test_fbdev_16bpp_rgb565(tmp_path):
+    fb_w, fb_h, stride = 240, 100, 240 * 2 + 32
+    path, _ = fb_file(tmp_path, fb_w, fb_h, 16, stride)
+    frame = test_frame(120, 160)
+    sink = FramebufferSink(path, width=fb_w, height=fb_h, bpp=16, stride=stride)
+    sink.show(frame)
+    x, y, w, h = sink.picture_rect
+    assert (x, y, w, h) == expected_rect(fb_w, fb_h, 160, 120)
+    sink.close()
+    bgr, pad = read_fb(path, fb_w, fb_h, 16, stride)
+    want = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).astype(int)
+    err = np.abs(bgr[y : y + h, x : x + w].astype(int) - want)
+    assert err[..., 0].max() <= 8 and err[..., 2].max() <= 8 and err[..., 1].max() <= 4  # 5/6/5 bits
+    raw = np.fromfile(path, np.uint8).reshape(fb_h, stride)
+    # Pure red inside the red block is exactly 0xF800, stored little-endian.
+    ry, rx = y + h * 3 // 8, x + w * 3 // 8
+    assert raw[ry, rx * 2] == 0x00 and raw[ry, rx * 2 + 1] == 0xF8
+    assert (raw[:, : x * 2] == 0).all() and (raw[:, (x + w) * 2 : fb_w * 2] == 0).all()
+    assert (pad == FILL).all()
+
+
+def test_fbdev_bars_are_written_once_and_again_on_a_new_size(tmp_path):
+    fb_w, fb_h = 200, 100
+    path, stride = fb_file(tmp_path, fb_w, fb_h, 32)
+    sink = FramebufferSink(path, width=fb_w, height=fb_h, bpp=32)
+    sink.show(test_frame(120, 160))
+    x = sink.picture_rect[0]
+    assert x > 0
+    with open(path, "r+b") as f:  # scribble on the left bar behind the sink's back
+        f.seek(0)
+        f.write(b"\x55" * 8)
+    sink.show(test_frame(120, 160))
+    raw = np.fromfile(path, np.uint8)
+    assert (raw[:8] == 0x55).all(), "bars rewritten on every frame"
+    sink.show(test_frame(100, 400))  # another size: new geometry, bars cleared once more
+    raw = np.fromfile(path, np.uint8)
+    assert (raw[:8] == 0).all()
+    sink.close()
+
+
+def test_fbdev_file_too_small(tmp_path):
+    path = tmp_path / "fb.raw"
+    path.write_bytes(b"\0" * 1000)
+    with pytest.raises(SinkError, match=r"1000 bytes.*80000 bytes"):
+        FramebufferSink(path, width=200, height=100, bpp=32)
+    assert path.stat().st_size == 1000, "the sink must not grow the file"
+
+
+@pytest.mark.parametrize("bpp", [8, 24])
+def test_fbdev_unsupported_bpp(tmp_path, bpp):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+    with pytest.raises(SinkError, match=rf"{bpp} bits per pixel.*16.*32"):
+        FramebufferSink(path, width=64, height=48, bpp=bpp)
+
+
+def test_fbdev_plain_file_needs_explicit_geometry(tmp_path):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+    with pytest.raises(SinkError, match=r"unknown height, bpp"):
+        FramebufferSink(path, width=64)
+
+
+def test_fbdev_stride_smaller_than_a_row(tmp_path):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+    with pytest.raises(SinkError, match="stride 100"):
+        FramebufferSink(path, width=64, height=48, bpp=32, stride=100)
+
+
+def fake_sysfs(root: Path, n: int, files: dict[str, str]) -> Path:
+    d = root / f"fb{n}"
+    d.mkdir(parents=True)
+    for name, text in files.items():
+        (d / name).write_text(text + "\n")
+    return root
+
+
+def test_fbdev_geometry_from_sysfs(tmp_path):
+    sysfs = fake_sysfs(tmp_path / "sys", 1, {"virtual_size": "200,100", "bits_per_pixel": "16", "stride": "448"})
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    path, _ = fb_file(dev, 200, 100, 16, 448, name="fb1")
+    sink = FramebufferSink(path, sysfs_root=sysfs)
+    assert (sink.width, sink.height, sink.bpp, sink.stride) == (200, 100, 16, 448)
+    assert "200x100 16bpp stride 448" in sink.describe()
+    sink.show(test_frame(100, 200))
+    sink.close()
+    bgr, pad = read_fb(path, 200, 100, 16, 448)
+    assert np.abs(bgr.astype(int) - test_frame(100, 200)).max() <= 8
+    assert (pad == FILL).all()
+
+
+def test_fbdev_explicit_values_override_sysfs(tmp_path):
+    sysfs = fake_sysfs(tmp_path / "sys", 0, {"virtual_size": "200,100", "bits_per_pixel": "16", "stride": "400"})
+    path, _ = fb_file(tmp_path, 200, 100, 32, name="fb0")
+    sink = FramebufferSink(path, bpp=32, stride=800, sysfs_root=sysfs)
+    assert (sink.width, sink.height, sink.bpp, sink.stride) == (200, 100, 32, 800)
+    sink.close()
+
+
+def test_fbdev_visible_mode_smaller_than_virtual_size(tmp_path):
+    # A double-buffered framebuffer: 200x200 virtual, 200x100 shown.
+    sysfs = fake_sysfs(tmp_path / "sys", 2, {"virtual_size": "200,200", "mode": "U:200x100p-0", "bits_per_pixel": "32"})
+    path, _ = fb_file(tmp_path, 200, 200, 32, name="fb2")
+    sink = FramebufferSink(path, sysfs_root=sysfs)
+    assert (sink.width, sink.height, sink.stride) == (200, 100, 800)
+    sink.close()
+
+
+def test_fbdev_missing_sysfs_names_what_is_missing(tmp_path):
+    path, _ = fb_file(tmp_path, 64, 48, 32, name="fb3")
+    with pytest.raises(SinkError, match=r"width, height, bpp.*fb3"):
+        FramebufferSink(path, sysfs_root=tmp_path / "nowhere")
+
+
+def test_fbdev_permission_denied_hints_the_video_group(tmp_path, monkeypatch):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fbdev_mod.os, "open", denied)  # works as root too, where chmod would not
+    with pytest.raises(SinkError, match=r"permission denied.*'video' group"):
+        FramebufferSink(path, width=64, height=48, bpp=32)
+
+
+def test_fbdev_missing_device(tmp_path):
+    with pytest.raises(SinkError, match="no framebuffer"):
+        FramebufferSink(tmp_path / "fb9", width=64, height=48, bpp=32, sysfs_root=tmp_path)
+
+
+def test_fbdev_show_after_close(tmp_path):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+    sink = FramebufferSink(path, width=64, height=48, bpp=32)
+    sink.close()
+    sink.close()
+    with pytest.raises(SinkError, match="closed"):
+        sink.show(test_frame(48, 64))
+
+
+# ---------------------------------------------------------------- video
+
+
+def read_video(path: Path) -> tuple[int, tuple[int, int], float, list[np.ndarray]]:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened()
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    size = (frames[0].shape[1], frames[0].shape[0]) if frames else (0, 0)
+    return len(frames), size, fps, frames
+
+
+def test_video_sink_writes_a_readable_mp4(tmp_path):
+    path = tmp_path / "out.mp4"
+    frame = test_frame(120, 160)
+    with VideoSink(path, 15.0) as sink:
+        for _ in range(12):
+            sink.show(frame)
+        assert sink.frames_written == 12
+        assert "160x120" in sink.describe()
+    n, size, fps, frames = read_video(path)
+    assert (n, size) == (12, (160, 120))
+    assert fps == pytest.approx(15.0, abs=0.01)
+    assert np.abs(frames[5].astype(int) - frame).mean() < 10
+
+
+def test_video_sink_resizes_a_changed_frame_size(tmp_path, caplog):
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(path, 10.0)
+    with caplog.at_level(logging.WARNING, logger="edge.sinks.video"):
+        for _ in range(3):
+            sink.show(test_frame(120, 160))
+        for _ in range(4):
+            sink.show(test_frame(240, 320))
+    sink.close()
+    assert sum("frame size changed" in r.message for r in caplog.records) == 1
+    n, size, _, _ = read_video(path)
+    assert (n, size) == (7, (160, 120))
+
+
+def test_video_sink_needs_an_existing_folder(tmp_path):
+    with pytest.raises(SinkError, match=str(tmp_path / "missing")):
+        VideoSink(tmp_path / "missing" / "out.mp4", 30.0)
+
+
+def test_video_sink_closed(tmp_path):
+    sink = VideoSink(tmp_path / "out.mp4", 30.0)
+    sink.close()
+    sink.close()
+    with pytest.raises(SinkError, match="closed"):
+        sink.show(test_frame(120, 160))
+
+
+# ---------------------------------------------------------------- window
+
+
+def test_window_sink_without_display_or_gui_raises(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match=r"opencv-python.*DISPLAY"):
+        WindowSink()
+
+
+@pytest.mark.skipif(window_mod.gui_backend() != "NONE", reason="this OpenCV has a GUI backend")
+def test_window_sink_on_headless_opencv_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":99")  # a display alone does not help a headless build
+    with pytest.raises(SinkError, match=r"without a GUI.*install 'opencv-python' instead of 'opencv-python-headless'"):
+        WindowSink()
+
+
+def test_window_sink_no_display_message(monkeypatch):
+    monkeypatch.setattr(window_mod, "gui_backend", lambda: "GTK3")
+    monkeypatch.setattr(window_mod.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match=r"no display.*\$DISPLAY"):
+        WindowSink()
+
+
+@pytest.mark.skipif(window_mod.gui_backend() != "NONE", reason="a real GUI build would try to open :99")
+def test_window_sink_cv2_error_becomes_sink_error(monkeypatch):
+    # The build-information check can be wrong (custom builds): namedWindow's cv2.error is caught too.
+    monkeypatch.setattr(window_mod, "gui_backend", lambda: "UNKNOWN")
+    monkeypatch.setenv("DISPLAY", ":99")
+    with pytest.raises(SinkError, match="cannot open an OpenCV window"):
+        WindowSink()
+
+
+# ---------------------------------------------------------------- null and factory
+
+
+def test_null_sink_counts():
+    sink = NullSink()
+    for _ in range(3):
+        sink.show(test_frame(48, 64))
+    assert sink.frames == 3 and not sink.stop_requested and sink.describe() == "null"
+
+
+def test_open_sink_kinds(tmp_path, monkeypatch):
+    null = open_sink(SinkConfig(spec="null"))
+    assert isinstance(null, NullSink) and isinstance(null, Sink)
+
+    path, _ = fb_file(tmp_path, 64, 48, 16)
+    fb = open_sink(SinkConfig(spec=f"fbdev:{path}", fb_width=64, fb_height=48, fb_bpp=16))
+    assert isinstance(fb, FramebufferSink) and isinstance(fb, Sink) and fb.bpp == 16
+    fb.close()
+
+    for cfg_fps, hint, want in ((None, 19.0, 19.0), (None, None, 30.0), (10.0, 19.0, 10.0)):
+        video = open_sink(SinkConfig(spec=f"video:{tmp_path / 'a.mp4'}", fps=cfg_fps), fps_hint=hint)
+        assert isinstance(video, VideoSink) and isinstance(video, Sink) and video.fps == want
+        video.close()
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError):
+        open_sink(SinkConfig(spec="window"))
+
+
+def test_importing_sinks_opens_nothing_and_loads_no_backend():
+    code = (
+        "import sys, edge.sinks; "
+        "print(sorted(m for m in sys.modules if m.startswith('edge.sinks.') and m != 'edge.sinks.base'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    )
+    assert out.stdout.strip() == "[]"
