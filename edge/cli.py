@@ -1,0 +1,234 @@
+"""The `nerveseg` command: one entry point, subcommands.
+
+Library code raises; this module decides messages and exit codes:
+
+    0  finished (frame limit reached, source ended, or stopped by SIGTERM/SIGINT)
+    1  unexpected internal error (a bug: the traceback is logged)
+    2  bad command line or config (the message names the key)
+    3  model file or model spec missing, corrupt or inconsistent
+    4  source cannot be opened (bad path, missing package); an unplugged
+       capture card is not an error: it is retried forever
+    5  sink cannot be opened or written (no framebuffer access, no display)
+
+Subcommands that need TensorFlow (train, eval, convert) import it lazily so
+that `nerveseg run` works on a device without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.config import Config, load_config, with_overrides
+from edge.errors import ConfigError, ModelError, NervesegError, SinkError, SourceError
+from edge.types import Stats
+
+logger = logging.getLogger("nerveseg")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_SINK = 0, 1, 2, 3, 4, 5
+_EXIT_FOR = ((ConfigError, EXIT_CONFIG), (ModelError, EXIT_MODEL), (SourceError, EXIT_SOURCE), (SinkError, EXIT_SINK))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
+    return w, h
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        logger.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def _open_runner(cfg: Config):
+    from edge.models import default_model_path
+    from edge.runner import ModelRunner
+
+    path = Path(cfg.model.path) if cfg.model.path else default_model_path()
+    runner = ModelRunner(path, threads=cfg.model.threads, interpreter=cfg.model.interpreter)
+    if runner.spec.untrained:
+        logger.warning("model %s is UNTRAINED (random weights): its outlines mean nothing", runner.spec.name)
+    return runner
+
+
+def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True) -> Stats:
+    """Open model, source and sink from ``cfg`` and run the loop until it ends. Raises on failure."""
+    from edge.pipeline import Pipeline
+    from edge.sinks import open_sink
+    from edge.sources import open_source
+
+    runner = _open_runner(cfg)
+    with open_source(cfg.source) as source, open_sink(cfg.sink, fps_hint=source.nominal_fps) as sink:
+        pipe = Pipeline(cfg, source, runner, sink, stop=stop, drop_frames=drop_frames)
+        return pipe.run()
+
+
+def _source_override(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    from edge.sources import source_spec_from_arg
+
+    return {"spec": source_spec_from_arg(text)}
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.file)
+    print(f"OK: {args.file} is a valid nerveseg config")
+    if args.show:
+        import yaml
+
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config) if args.config else Config()
+    cfg = with_overrides(
+        cfg,
+        source=_source_override(args.source),
+        model={"path": args.model} if args.model else {},
+        loop={"max_frames": args.frames} if args.frames else {},
+        sink={"spec": args.sink} if args.sink else {},
+    )
+    _setup_logging(args.log_level or cfg.logging.level)
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    stats = run_pipeline(cfg, stop)
+    logger.info("stopped after %d frames (%.1f fps, %d dropped)", stats.frames, stats.fps, stats.dropped)
+    return EXIT_OK
+
+
+def format_summary(stats: Stats, title: str) -> str:
+    """The demo's human-readable summary: counts, fps and per-stage milliseconds."""
+    lines = [
+        title,
+        f"  frames processed : {stats.frames} (captured {stats.captured}, dropped {stats.dropped})",
+        f"  elapsed          : {stats.elapsed_s:.2f} s",
+        f"  end-to-end fps   : {stats.fps:.1f}",
+        f"  nerve frames     : {stats.nerve_frames} ({100.0 * stats.nerve_frames / max(stats.frames, 1):.0f}%)",
+    ]
+    if stats.latency:
+        lat = stats.latency
+        lines.append(f"  capture->sink ms : p50 {lat.p50:.1f}  p95 {lat.p95:.1f}  p99 {lat.p99:.1f}")
+    lines.append("  stage ms         :    p50     p95")
+    for name, st in stats.stages.items():
+        lines.append(f"    {name:<14} : {st.p50:6.2f}  {st.p95:6.2f}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.sources import source_spec_from_arg
+
+    spec = source_spec_from_arg(args.source or "phantom")
+    finite = spec.startswith(("file:", "images:"))
+    frames = args.frames or (None if finite else 300)
+    source: dict[str, Any] = {"spec": spec, "pace": args.realtime}
+    if args.size:
+        source["width"], source["height"] = args.size
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise ConfigError("<command line>", [f"--out: folder {out.parent} does not exist"])
+    cfg = with_overrides(
+        Config(),
+        source=source,
+        model={k: v for k, v in (("path", args.model), ("threads", args.threads)) if v},
+        sink={"spec": f"video:{out}"},
+        loop={"max_frames": frames, "stats_interval_s": 5.0},
+        # Offline, capture-to-draw age reflects the queue of a lossless run, not a live delay.
+        overlay={"stale_after_ms": 1e9} if not args.realtime else {},
+    )
+    _setup_logging(args.log_level or "WARNING")
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    stats = run_pipeline(cfg, stop, drop_frames=args.realtime)
+    print(format_summary(stats, f"nerveseg demo: {spec} -> {out}"))
+    return EXIT_OK
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nerveseg",
+        description="Live nerve outlines on ultrasound video (research tool, not a medical device).",
+    )
+    p.add_argument("--version", action="version", version=f"nerveseg {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add_common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override logging.level")
+
+    r = sub.add_parser("run", help="the live loop: capture, analyse, overlay, show (the appliance runs this)")
+    r.add_argument("--config", help="YAML config file (default: built-in defaults, phantom source, null sink)")
+    r.add_argument("--source", help="source spec or path, overrides source.spec: v4l2:/dev/video0, picamera2, "
+                   "file:clip.mp4, images:DIR, phantom")
+    r.add_argument("--model", help=".tflite model (its spec <model>.yaml beside it); overrides model.path")
+    r.add_argument("--sink", help="sink spec, overrides sink.spec: fbdev:/dev/fb0, window, video:out.mp4, null")
+    r.add_argument("--frames", type=int, help="stop after N processed frames")
+    add_common(r)
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="run the shipped model over the phantom or a video/folder, write an annotated mp4")
+    d.add_argument("--source", help="source spec or a video file / image folder (default: phantom)")
+    d.add_argument("--frames", type=int, help="stop after N frames (default: whole file/folder, 300 otherwise)")
+    d.add_argument("--out", default="nerveseg-demo.mp4", help="annotated video to write (default: %(default)s)")
+    d.add_argument("--model", help=".tflite model to use instead of the shipped one")
+    d.add_argument("--threads", type=int, help="interpreter threads (default 2)")
+    d.add_argument("--size", type=_parse_size, help="scale source frames to WIDTHxHEIGHT, e.g. 1920x1080")
+    d.add_argument("--realtime", action="store_true",
+                   help="pace the source at its own fps and drop frames like the live loop "
+                        "(default: every frame, as fast as possible)")
+    add_common(d)
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("check-config", help="validate a config file: exit 0 if valid, 2 with the faults if not")
+    c.add_argument("file")
+    c.add_argument("--show", action="store_true", help="print the effective config, defaults included")
+    c.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NervesegError as e:
+        code = next((c for cls, c in _EXIT_FOR if isinstance(e, cls)), EXIT_ERROR)
+        print(f"nerveseg {args.command}: {e}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception:
+        logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s'", args.command)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

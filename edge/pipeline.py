@@ -1,0 +1,408 @@
+"""The live loop: capture thread -> latest-wins slot -> process -> overlay -> sink.
+
+Capture runs in its own thread and never waits for the consumer: frames are
+handed over through a one-frame slot in which the newest frame replaces an
+unconsumed older one (counted as dropped). So when inference is slower than
+the video, the picture skips frames instead of falling behind: the
+capture-to-display latency stays bounded by about one frame interval plus the
+processing time.
+
+Offline runs (the demo over a file) can ask for ``drop_frames=False``: then the
+capture thread waits for the consumer instead, every frame is processed, and
+the run measures throughput. The live `nerveseg run` never does this.
+
+Processing happens on the thread that calls `Pipeline.run` (the main thread in
+the CLI): preprocess, infer, smooth, draw on the frame it was computed from,
+show. A result is never painted on another frame; when it is older than
+``overlay.stale_after_ms`` (capture to draw) the frame is marked STALE and no
+outline is drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import Config
+from edge.errors import SourceExhausted
+from edge.overlay import Overlay, OverlayStatus
+from edge.preprocess import crop_roi, denoise, normalise, resize, to_gray
+from edge.presence import PresenceTracker
+from edge.runner import ModelRunner
+from edge.sinks.base import Sink
+from edge.sources.base import FrameSource
+from edge.types import Decision, Frame, Result, Roi, StageStats, Stats
+
+logger = logging.getLogger(__name__)
+
+# Stage names in hot-path order; the benchmark and the stats line use them.
+STAGES = ("capture", "roi_gray", "denoise", "resize", "normalise", "infer", "smooth", "overlay", "sink")
+
+
+class LatestSlot:
+    """One-frame hand-off between the capture thread and the processing thread.
+
+    ``put`` never blocks in latest-wins mode: a frame not yet taken is replaced
+    and counted in ``dropped``. With ``lossless=True`` ``put`` waits (in short
+    slices, watching ``stop``) until the consumer has taken the previous frame.
+    """
+
+    def __init__(self, lossless: bool = False, stop: threading.Event | None = None):
+        self._cond = threading.Condition()
+        self._item: Frame | None = None
+        self._closed = False
+        self._lossless = lossless
+        self._stop = stop or threading.Event()
+        self.dropped = 0
+        self.put_count = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._lossless:
+                while self._item is not None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+            if self._item is not None:
+                self.dropped += 1
+            self._item = frame
+            self.put_count += 1
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The newest frame, or None after ``timeout`` s (or at once when closed and empty)."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify()
+            return item
+
+    def close(self) -> None:
+        """No more frames will come; ``get`` still returns a frame already in the slot."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class CaptureThread(threading.Thread):
+    """Reads the source until ``stop`` is set or the source ends; never blocks on the consumer."""
+
+    def __init__(self, source: FrameSource, slot: LatestSlot, stop: threading.Event, timer: StageTimer):
+        super().__init__(name="nerveseg-capture", daemon=True)
+        self.source = source
+        self.slot = slot
+        self.stop = stop
+        self.timer = timer
+        self.captured = 0
+        self.exhausted = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                t0 = time.perf_counter_ns()
+                try:
+                    frame = self.source.read(timeout=0.2)
+                except SourceExhausted:
+                    self.exhausted = True
+                    return
+                if frame is None:
+                    continue
+                # Time of the read that produced a frame: grab + decode, plus pacing
+                # sleep for sources paced at their own fps.
+                self.timer.record_one("capture", time.perf_counter_ns() - t0)
+                self.captured += 1
+                self.slot.put(frame)
+        except Exception as e:  # noqa: BLE001 - reported by the pipeline, which decides the exit
+            self.error = e
+            logger.exception("capture thread failed")
+        finally:
+            self.slot.close()
+
+
+class StageTimer:
+    """Per-stage durations in fixed ring buffers (ns), plus capture-to-sink latency.
+
+    ``lap(name)`` records the time since the previous lap (or ``start``). No
+    allocation per frame; percentiles are computed only when stats are read.
+    ``record_one`` is safe to call from the capture thread (one writer per stage).
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._buf = {name: np.zeros(capacity, np.int64) for name in (*STAGES, "latency", "total")}
+        self._n = dict.fromkeys(self._buf, 0)
+        self._t = 0
+        self._t_start = 0
+
+    def start(self) -> None:
+        self._t = self._t_start = time.perf_counter_ns()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter_ns()
+        self.record_one(name, now - self._t)
+        self._t = now
+
+    def finish(self) -> None:
+        self.record_one("total", time.perf_counter_ns() - self._t_start)
+
+    def record_one(self, name: str, ns: int) -> None:
+        i = self._n[name]
+        self._buf[name][i % self.capacity] = ns
+        self._n[name] = i + 1
+
+    def values_ms(self, name: str) -> np.ndarray:
+        n = min(self._n[name], self.capacity)
+        return self._buf[name][:n] / 1e6
+
+    def stats(self, name: str) -> StageStats | None:
+        v = self.values_ms(name)
+        if v.size == 0:
+            return None
+        p50, p95, p99 = np.percentile(v, [50, 95, 99])
+        return StageStats(p50=float(p50), p95=float(p95), p99=float(p99), mean=float(v.mean()))
+
+
+@dataclass
+class _Counters:
+    frames: int = 0
+    nerve_frames: int = 0
+    stale_frames: int = 0
+
+
+class Pipeline:
+    """Wires a source, the model, smoothing, overlay and a sink into the live loop.
+
+    The pipeline owns neither the source nor the sink: the caller opens and
+    closes them (context managers), so errors opening them surface before the
+    loop starts. ``stop`` is the one event that ends everything; the CLI sets it
+    from SIGTERM/SIGINT.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        source: FrameSource,
+        runner: ModelRunner,
+        sink: Sink,
+        stop: threading.Event | None = None,
+        drop_frames: bool = True,
+        roi: Roi | None = None,
+        on_frame: Callable[[Frame, Result, Decision], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.source = source
+        self.runner = runner
+        self.sink = sink
+        self.stop = stop or threading.Event()
+        self.drop_frames = drop_frames
+        self.on_frame = on_frame
+        if roi is None and cfg.roi is not None:
+            roi = cfg.roi.to_roi()
+        if roi is None:
+            # Sources that know where their image sits (the phantom's synthetic UI) say so.
+            roi = getattr(source, "image_roi", None)
+        self.roi = roi
+        spec = runner.spec
+        p = cfg.presence
+        self.tracker = PresenceTracker(
+            enter=p.enter if p.enter is not None else spec.thresholds.presence_enter,
+            exit=p.exit if p.exit is not None else spec.thresholds.presence_exit,
+            min_frames_on=p.min_frames_on,
+            min_frames_off=p.min_frames_off,
+            alpha=p.mask_smoothing,
+        )
+        if self.tracker.exit > self.tracker.enter:
+            raise ValueError(
+                f"presence exit {self.tracker.exit} > enter {self.tracker.enter} after combining config and model spec"
+            )
+        mask_thr = p.mask_threshold if p.mask_threshold is not None else spec.thresholds.mask
+        self.overlay = Overlay(cfg.overlay, roi, mask_thr)
+        self.timer = StageTimer()
+        self.counters = _Counters()
+        self.slot = LatestSlot(lossless=not drop_frames, stop=self.stop)
+        self.capture = CaptureThread(source, self.slot, self.stop, self.timer)
+        self._input = np.zeros((spec.preprocess.height, spec.preprocess.width), np.float32)
+        self._t_run0 = 0.0
+        self._last_shape: tuple[int, int] | None = None
+        self._roi_warned_shape: tuple[int, int] | None = None
+
+    # -- per-frame work -------------------------------------------------------------------------
+
+    def _preprocess(self, image: np.ndarray) -> np.ndarray:
+        """Same steps and order as `edge.preprocess.preprocess`, with a timer lap per stage."""
+        sp = self.runner.spec.preprocess
+        lap = self.timer.lap
+        g = to_gray(crop_roi(image, self.roi))
+        lap("roi_gray")
+        if sp.filter_at == "roi":
+            g = denoise(g, sp.filter, sp.filter_size, sp.filter_sigma)
+            lap("denoise")
+        g = resize(g, sp.height, sp.width)
+        lap("resize")
+        if sp.filter_at == "input":
+            g = denoise(g, sp.filter, sp.filter_size, sp.filter_sigma)
+            lap("denoise")
+        return normalise(g, sp.mean, sp.std, self._input)
+
+    def _roi_fits(self, image: np.ndarray) -> bool:
+        h, w = image.shape[:2]
+        if self.roi is None or self.roi.clip_to(w, h):
+            return True
+        if self._roi_warned_shape != (h, w):
+            logger.error(
+                "ROI %s does not fit the %dx%d frame (capture resolution changed?): showing the picture "
+                "without analysis until it fits; recalibrate for this resolution",
+                self.roi,
+                w,
+                h,
+            )
+            self._roi_warned_shape = (h, w)
+        return False
+
+    def process(self, frame: Frame) -> Decision | None:
+        """Run one frame through the hot path and show it. Returns the decision (None if not analysed)."""
+        timer = self.timer
+        timer.start()
+        self._last_shape = frame.image.shape[:2]
+        status_fps = self._current_fps()
+        if not self._roi_fits(frame.image):
+            self.tracker.reset()
+            h, w = frame.image.shape[:2]
+            status = OverlayStatus(
+                state="stale", fps=status_fps, latency_ms=0.0, untrained=self.runner.spec.untrained,
+                model_name=self.runner.spec.name, message=f"ROI does not fit {w}x{h}: recalibrate",
+            )
+            self.overlay.draw(frame.image, Decision(False, 0.0, None), status)
+            self.sink.show(frame.image)
+            return None
+        x = self._preprocess(frame.image)
+        timer.lap("normalise")
+        result = self.runner.infer(x)
+        timer.lap("infer")
+        decision = self.tracker.update(result)
+        timer.lap("smooth")
+        age_ms = (time.monotonic_ns() - frame.t_capture_ns) / 1e6
+        stale = age_ms > self.cfg.overlay.stale_after_ms
+        status = OverlayStatus(
+            state="stale" if stale else "live",
+            fps=status_fps,
+            latency_ms=age_ms,
+            untrained=self.runner.spec.untrained,
+            model_name=self.runner.spec.name,
+            message=None,
+        )
+        self.overlay.draw(frame.image, decision, status)
+        timer.lap("overlay")
+        self.sink.show(frame.image)
+        timer.lap("sink")
+        timer.finish()
+        timer.record_one("latency", time.monotonic_ns() - frame.t_capture_ns)
+        c = self.counters
+        c.frames += 1
+        c.nerve_frames += decision.nerve
+        c.stale_frames += stale
+        if self.on_frame is not None:
+            self.on_frame(frame, result, decision)
+        return decision
+
+    def _show_no_signal(self, silent_s: float) -> None:
+        h, w = self._last_shape or (420, 580)
+        self.sink.show(self.overlay.no_signal(h, w))
+        self.tracker.reset()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _current_fps(self) -> float:
+        el = time.monotonic() - self._t_run0
+        return self.counters.frames / el if el > 0 else 0.0
+
+    def run(self, max_frames: int | None = None) -> Stats:
+        """Process frames until ``stop`` is set, ``max_frames`` are done, or a finite source ends.
+
+        Returns the final `Stats`. Re-raises an exception from the capture thread
+        (the CLI turns it into an exit code) after stopping cleanly.
+        """
+        max_frames = max_frames or self.cfg.loop.max_frames
+        ocfg = self.cfg.overlay
+        interval = self.cfg.loop.stats_interval_s
+        self._t_run0 = time.monotonic()
+        next_stats = self._t_run0 + interval
+        last_frame_t = self._t_run0
+        next_no_signal = 0.0
+        no_signal = False
+        logger.info(
+            "running: source %s -> model %s (%s, %d threads) -> sink %s; roi %s",
+            self.source.describe(), self.runner.spec.name, self.runner.backend, self.runner.threads,
+            self.sink.describe(), self.roi,
+        )
+        self.capture.start()
+        try:
+            while not self.stop.is_set():
+                frame = self.slot.get(timeout=0.1)
+                now = time.monotonic()
+                if frame is None:
+                    if self.slot.closed:
+                        break
+                    silent = now - last_frame_t
+                    if silent >= ocfg.no_signal_after_s and now >= next_no_signal:
+                        if not no_signal:
+                            logger.warning("no signal: no frame for %.1f s", silent)
+                            no_signal = True
+                        self._show_no_signal(silent)
+                        next_no_signal = now + 0.5
+                else:
+                    if no_signal:
+                        logger.info("signal back after %.1f s", now - last_frame_t)
+                        no_signal = False
+                    last_frame_t = now
+                    self.process(frame)
+                    if max_frames and self.counters.frames >= max_frames:
+                        break
+                if self.sink.stop_requested:
+                    logger.info("stop requested from the display")
+                    break
+                if now >= next_stats:
+                    self._log_stats()
+                    next_stats = now + interval
+        finally:
+            self.stop.set()
+            self.capture.join(timeout=2.0)
+            if self.capture.is_alive():
+                logger.warning("capture thread did not stop within 2 s (blocked in the driver?)")
+        if self.capture.error is not None:
+            raise self.capture.error
+        stats = self.stats()
+        self._log_stats(final=True)
+        return stats
+
+    def stats(self) -> Stats:
+        el = max(time.monotonic() - self._t_run0, 1e-9)
+        c = self.counters
+        stages = {s: st for s in (*STAGES, "total") if (st := self.timer.stats(s)) is not None}
+        return Stats(
+            frames=c.frames,
+            captured=self.capture.captured,
+            dropped=self.slot.dropped,
+            nerve_frames=c.nerve_frames,
+            elapsed_s=el,
+            fps=c.frames / el,
+            stages=stages,
+            latency=self.timer.stats("latency"),
+        )
+
+    def _log_stats(self, final: bool = False) -> None:
+        s = self.stats()
+        parts = [f"{s.fps:.1f} fps", f"frames {s.frames}", f"dropped {s.dropped}", f"nerve {s.nerve_frames}"]
+        if s.latency:
+            parts.append(f"latency p50 {s.latency.p50:.1f} p95 {s.latency.p95:.1f} ms")
+        parts.append(" ".join(f"{k} {v.p50:.2f}" for k, v in s.stages.items() if k != "total"))
+        logger.info("%s%s", "final: " if final else "", " | ".join(parts))

@@ -1,0 +1,126 @@
+"""The `nerveseg` command: demo output, exit codes, signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SINK, EXIT_SOURCE, main
+from edge.models import default_model_path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), path
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_demo_on_a_real_clip_writes_every_frame(tmp_path, lung_clips, capsys):
+    clip = lung_clips[-1]
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--source", str(clip), "--out", str(out)]) == EXIT_OK
+    summary = capsys.readouterr().out
+    n_in = _count_frames(clip)
+    assert _count_frames(out) == n_in
+    assert f"frames processed : {n_in}" in summary
+    assert "end-to-end fps" in summary and "infer" in summary and "nerve frames" in summary
+
+
+def test_demo_phantom_at_1080p(tmp_path, capsys):
+    out = tmp_path / "p.mp4"
+    assert main(["demo", "--frames", "12", "--size", "1920x1080", "--out", str(out)]) == EXIT_OK
+    cap = cv2.VideoCapture(str(out))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1920, 1080)
+    cap.release()
+    assert _count_frames(out) == 12
+    assert "frames processed : 12" in capsys.readouterr().out
+
+
+def test_run_with_frame_limit(lung_clips):
+    assert main(["run", "--source", f"file:{lung_clips[-1]}", "--frames", "5", "--log-level", "WARNING"]) == EXIT_OK
+
+
+def test_bad_config_exits_2(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  treads: 2\n")
+    assert main(["run", "--config", str(p)]) == EXIT_CONFIG
+    assert "model.treads: unknown key" in capsys.readouterr().err
+
+
+def test_missing_model_exits_3_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nope.tflite"
+    assert main(["run", "--model", str(missing), "--frames", "1"]) == EXIT_MODEL
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_corrupt_model_exits_3(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(os.urandom(4096))
+    shutil.copy(default_model_path().with_suffix(".yaml"), bad.with_suffix(".yaml"))
+    assert main(["run", "--model", str(bad), "--frames", "1"]) == EXIT_MODEL
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_missing_source_exits_4(tmp_path, capsys):
+    assert main(["run", "--source", f"file:{tmp_path / 'none.mp4'}", "--frames", "1"]) == EXIT_SOURCE
+    assert "none.mp4" in capsys.readouterr().err
+
+
+def test_unwritable_sink_exits_5(tmp_path, capsys):
+    out = tmp_path / "no" / "such" / "dir" / "o.mp4"
+    assert main(["run", "--sink", f"video:{out}", "--frames", "2"]) == EXIT_SINK
+
+
+def test_demo_out_folder_missing_exits_2(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "missing" / "x.mp4"), "--frames", "1"]) == EXIT_CONFIG
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_live_loop_cleanly(sig):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--source", "phantom", "--log-level", "INFO"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # wait until the loop runs (the log says so), then signal it
+        t_end = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < t_end:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "running:" in line:
+                break
+        else:
+            pytest.fail("loop did not start: " + "".join(lines))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=5)
+        assert time.monotonic() - t0 < 1.5
+        assert rc == EXIT_OK
+        rest = proc.stderr.read()
+        assert "stopping" in rest and "stopped after" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_version():
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.startswith("nerveseg ")

@@ -1,0 +1,257 @@
+"""The live loop with real sources, the real shipped model and real sinks.
+
+The only stand-ins are sinks that play a slow or recording display (a
+hardware edge) and a source that fails on purpose.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge.config import Config, SinkConfig, SourceConfig, with_overrides
+from edge.errors import SourceExhausted
+from edge.models import default_model_path
+from edge.pipeline import STAGES, LatestSlot, Pipeline
+from edge.runner import ModelRunner
+from edge.sinks import open_sink
+from edge.sources import open_source
+from edge.types import Frame
+
+
+class RecordingSink:
+    """A display that keeps copies of what it was shown and can be slow (like a real one at 1080p)."""
+
+    stop_requested = False
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.shown: list[np.ndarray] = []
+        self.t_shown: list[float] = []
+
+    def show(self, image: np.ndarray) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.shown.append(image.copy())
+        self.t_shown.append(time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "recording"
+
+
+@pytest.fixture(scope="module")
+def runner() -> ModelRunner:
+    return ModelRunner(default_model_path(), threads=2)
+
+
+def _frame(seq: int) -> Frame:
+    return Frame(np.zeros((2, 2, 3), np.uint8), seq, time.monotonic_ns())
+
+
+def test_latest_slot_keeps_newest_and_counts_drops():
+    slot = LatestSlot()
+    for i in range(5):
+        slot.put(_frame(i))
+    f = slot.get(0.01)
+    assert f.seq == 4 and slot.dropped == 4 and slot.put_count == 5
+    assert slot.get(0.01) is None
+
+
+def test_slot_close_delivers_last_frame_then_none():
+    slot = LatestSlot()
+    slot.put(_frame(7))
+    slot.close()
+    assert slot.get(0.01).seq == 7
+    t0 = time.monotonic()
+    assert slot.get(5.0) is None and time.monotonic() - t0 < 0.5  # closed: no waiting
+
+
+def test_lossless_slot_waits_for_consumer():
+    stop = threading.Event()
+    slot = LatestSlot(lossless=True, stop=stop)
+    slot.put(_frame(0))
+    done = threading.Event()
+
+    def producer():
+        slot.put(_frame(1))
+        done.set()
+
+    th = threading.Thread(target=producer)
+    th.start()
+    assert not done.wait(0.3)  # blocked: frame 0 not yet taken
+    assert slot.get(0.1).seq == 0
+    assert done.wait(1.0)
+    assert slot.get(0.1).seq == 1 and slot.dropped == 0
+    th.join()
+
+
+def test_lung_clip_end_to_end_every_frame(lung_clips, runner):
+    clip = lung_clips[-1]  # 208x208, 187 frames
+    cfg = Config(source=SourceConfig(spec=f"file:{clip}", pace=False))
+    sink = RecordingSink()
+    with open_source(cfg.source) as src:
+        stats = Pipeline(cfg, src, runner, sink, drop_frames=False).run()
+    assert stats.frames == stats.captured == len(sink.shown) == 187
+    assert stats.dropped == 0
+    assert set(STAGES) - {"denoise"} <= set(stats.stages)
+    assert stats.latency is not None and stats.fps > 0
+    # the overlay was drawn on the frames (at least the permanent mark changes pixels)
+    assert sink.shown[0].shape == (208, 208, 3)
+
+
+def test_overload_latency_stays_bounded_and_drops_are_counted(runner):
+    # Source much faster than the pipeline: an unpaced phantom at 1280x720 against a display
+    # that takes 25 ms a frame. Latest-wins must keep capture->display latency near one
+    # processing period instead of letting it grow.
+    cfg = Config(source=SourceConfig(spec="phantom", pace=False, width=1280, height=720))
+    sink = RecordingSink(delay_s=0.025)
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, sink)
+        stats = pipe.run(max_frames=40)
+    assert stats.frames == 40
+    assert stats.dropped > 0
+    assert stats.captured >= stats.frames + stats.dropped
+    period_ms = stats.stages["total"].p99
+    lat = pipe.timer.values_ms("latency")
+    # Latency of the last frames is no larger than of the first: it does not grow.
+    assert lat[-10:].mean() < lat[:10].mean() + period_ms
+    # One frame waiting in the slot at most, then its own processing.
+    assert stats.latency.p99 < 2 * period_ms + 30
+
+
+def test_stale_results_are_marked(runner):
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, overlay={"stale_after_ms": 0.001})
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, RecordingSink())
+        pipe.run(max_frames=5)
+    assert pipe.counters.stale_frames == 5
+
+
+def test_clean_stop_within_a_second(runner):
+    cfg = Config(source=SourceConfig(spec="phantom", fps=30))
+    stop = threading.Event()
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, RecordingSink(), stop=stop)
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        time.sleep(0.7)
+        assert pipe.counters.frames > 3
+        t0 = time.monotonic()
+        stop.set()
+        th.join(timeout=2.0)
+        assert not th.is_alive()
+        assert time.monotonic() - t0 < 1.0
+        assert not pipe.capture.is_alive()
+
+
+def test_no_signal_screen_when_the_capture_card_is_gone(runner):
+    # A real V4L2 source on a device that does not exist: it retries forever and
+    # never delivers; the monitor must say NO SIGNAL instead of freezing.
+    cfg = with_overrides(
+        Config(), source={"spec": "v4l2:/dev/video-nerveseg-test-absent"}, overlay={"no_signal_after_s": 0.2}
+    )
+    stop = threading.Event()
+    sink = RecordingSink()
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, sink, stop=stop)
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        time.sleep(1.0)
+        stop.set()
+        th.join(timeout=2.0)
+    assert not th.is_alive()
+    assert len(sink.shown) >= 1
+    expected = pipe.overlay.no_signal(420, 580)
+    np.testing.assert_array_equal(sink.shown[0], expected)
+    assert pipe.counters.frames == 0
+
+
+class _FailingSource:
+    nominal_fps = None
+
+    def __init__(self, good: int):
+        self.good = good
+        self.n = 0
+
+    def read(self, timeout: float = 0.5):
+        self.n += 1
+        if self.n > self.good:
+            raise RuntimeError("driver exploded")
+        return Frame(np.full((120, 160, 3), 80, np.uint8), self.n, time.monotonic_ns())
+
+    def close(self):
+        pass
+
+    def describe(self):
+        return "failing"
+
+
+def test_capture_thread_error_reaches_the_caller(runner):
+    with pytest.raises(RuntimeError, match="driver exploded"):
+        Pipeline(Config(), _FailingSource(3), runner, RecordingSink(), drop_frames=False).run()
+
+
+def test_phantom_ui_image_roi_is_used(runner):
+    cfg = Config(source=SourceConfig(spec="phantom", pace=False, width=1280, height=720))
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, RecordingSink())
+        assert pipe.roi == src.image_roi and pipe.roi.w < 1280
+        assert pipe.run(max_frames=3).frames == 3
+
+
+def test_configured_roi_that_does_not_fit_shows_picture_without_analysis(runner):
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, roi={"x": 0, "y": 0, "w": 4000, "h": 10})
+    sink = RecordingSink()
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, sink)
+        # no analysed frames ever reach max_frames, so stop by time
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        time.sleep(0.5)
+        pipe.stop.set()
+        th.join(2.0)
+    assert len(sink.shown) > 0 and pipe.counters.frames == 0
+
+
+def test_finite_source_ends_the_run(data_dir, runner):
+    folder = data_dir / "kaggle-bp" / "fullres" / "images"
+    cfg = Config(source=SourceConfig(spec=f"images:{folder}", pace=False))
+    seen = []
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(
+            cfg, src, runner, RecordingSink(), drop_frames=False, on_frame=lambda f, r, d: seen.append(f.seq)
+        )
+        stats = pipe.run()
+    assert stats.frames == 55 and seen == list(range(55))
+
+
+def test_sink_from_config_receives_frames(tmp_path, lung_clips, runner):
+    out = tmp_path / "o.mp4"
+    cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False), sink=SinkConfig(spec=f"video:{out}"))
+    with open_source(cfg.source) as src, open_sink(cfg.sink, fps_hint=src.nominal_fps) as sink:
+        Pipeline(cfg, src, runner, sink, drop_frames=False).run(max_frames=10)
+    assert out.stat().st_size > 0
+
+
+def test_source_exhausted_is_not_an_error():
+    class Empty:
+        nominal_fps = None
+
+        def read(self, timeout=0.5):
+            raise SourceExhausted
+
+        def close(self):
+            pass
+
+        def describe(self):
+            return "empty"
+
+    r = ModelRunner(default_model_path(), threads=1)
+    stats = Pipeline(Config(), Empty(), r, RecordingSink()).run()
+    assert stats.frames == 0
