@@ -33,6 +33,7 @@ MARK_TEXT = "NOT FOR DIAGNOSTIC USE"
 UNTRAINED_TEXT = "UNTRAINED MODEL"
 NO_SIGNAL_TEXT = "NO SIGNAL"
 NO_NERVE_TEXT = "No nerve found"
+NOT_ANALYSED_TEXT = "NOT ANALYSED"
 
 WHITE = (255, 255, 255)
 GRAY = (170, 170, 170)
@@ -52,7 +53,9 @@ class OverlayStatus:
 
     state: "live" = the decision belongs to this very frame; "stale" = the decision is
         older than ``OverlayConfig.stale_after_ms`` (no mask is drawn, a STALE marker is);
-        "no_signal" = no frame from the source (normally the loop shows `Overlay.no_signal`).
+        "no_signal" = no frame from the source (normally the loop shows `Overlay.no_signal`);
+        "not_analysed" = the frame is shown but was not analysed (e.g. the ROI does not fit
+        it): "NOT ANALYSED" instead of a verdict, so nobody reads it as "no nerve".
     fps: processed frames per second (recent window).
     latency_ms: capture-to-display time of this frame; on a stale frame it is the age shown
         in the "STALE nnn ms" marker.
@@ -61,7 +64,7 @@ class OverlayStatus:
     message: one operator-facing line, e.g. "capture reconnecting", "recording off: disk full".
     """
 
-    state: Literal["live", "stale", "no_signal"]
+    state: Literal["live", "stale", "no_signal", "not_analysed"]
     fps: float
     latency_ms: float
     untrained: bool = False
@@ -127,6 +130,8 @@ class Overlay:
         y = lay.margin
         if status.state == "no_signal":
             verdict, vcolor = NO_SIGNAL_TEXT, WHITE
+        elif status.state == "not_analysed":
+            verdict, vcolor = NOT_ANALYSED_TEXT, AMBER
         elif decision.nerve:
             # On a stale frame the verdict is old: grey, so the overlay colour means "current".
             verdict, vcolor = f"NERVE {decision.p_nerve:.2f}", self._color if live else GRAY

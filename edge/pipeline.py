@@ -66,6 +66,8 @@ class LatestSlot:
             if self._lossless:
                 while self._item is not None and not self._stop.is_set():
                     self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return  # shutting down: nobody will take it, and it was not dropped by overload
             if self._item is not None:
                 self.dropped += 1
             self._item = frame
@@ -278,8 +280,9 @@ class Pipeline:
             self.tracker.reset()
             h, w = frame.image.shape[:2]
             status = OverlayStatus(
-                state="stale", fps=status_fps, latency_ms=0.0, untrained=self.runner.spec.untrained,
-                model_name=self.runner.spec.name, message=f"ROI does not fit {w}x{h}: recalibrate",
+                state="not_analysed", fps=status_fps, latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6,
+                untrained=self.runner.spec.untrained, model_name=self.runner.spec.name,
+                message=f"ROI does not fit {w}x{h}: recalibrate",
             )
             self.overlay.draw(frame.image, Decision(False, 0.0, None), status)
             self.sink.show(frame.image)
@@ -314,9 +317,12 @@ class Pipeline:
             self.on_frame(frame, result, decision)
         return decision
 
-    def _show_no_signal(self, silent_s: float) -> None:
+    def _show_no_signal(self) -> None:
         h, w = self._last_shape or (420, 580)
-        self.sink.show(self.overlay.no_signal(h, w))
+        # Sources that reconnect (v4l2, picamera2) say whether the device itself is gone.
+        connected = getattr(self.source, "connected", True)
+        message = None if connected else "capture device not connected: retrying"
+        self.sink.show(self.overlay.no_signal(h, w, message))
         self.tracker.reset()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -357,7 +363,7 @@ class Pipeline:
                         if not no_signal:
                             logger.warning("no signal: no frame for %.1f s", silent)
                             no_signal = True
-                        self._show_no_signal(silent)
+                        self._show_no_signal()
                         next_no_signal = now + 0.5
                 else:
                     if no_signal:

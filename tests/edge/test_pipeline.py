@@ -99,10 +99,18 @@ def test_lung_clip_end_to_end_every_frame(lung_clips, runner):
         stats = Pipeline(cfg, src, runner, sink, drop_frames=False).run()
     assert stats.frames == stats.captured == len(sink.shown) == 187
     assert stats.dropped == 0
+
     assert set(STAGES) - {"denoise"} <= set(stats.stages)
     assert stats.latency is not None and stats.fps > 0
     # the overlay was drawn on the frames (at least the permanent mark changes pixels)
     assert sink.shown[0].shape == (208, 208, 3)
+
+
+def test_lossless_run_stopped_early_drops_nothing(lung_clips, runner):
+    cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False))
+    with open_source(cfg.source) as src:
+        stats = Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False).run(max_frames=20)
+    assert stats.frames == 20 and stats.dropped == 0
 
 
 def test_overload_latency_stays_bounded_and_drops_are_counted(runner):
@@ -167,8 +175,9 @@ def test_no_signal_screen_when_the_capture_card_is_gone(runner):
         th.join(timeout=2.0)
     assert not th.is_alive()
     assert len(sink.shown) >= 1
-    expected = pipe.overlay.no_signal(420, 580)
+    expected = pipe.overlay.no_signal(420, 580, "capture device not connected: retrying")
     np.testing.assert_array_equal(sink.shown[0], expected)
+    assert not np.array_equal(expected, pipe.overlay.no_signal(420, 580))
     assert pipe.counters.frames == 0
 
 
@@ -217,6 +226,18 @@ def test_configured_roi_that_does_not_fit_shows_picture_without_analysis(runner)
         pipe.stop.set()
         th.join(2.0)
     assert len(sink.shown) > 0 and pipe.counters.frames == 0
+    # The picture is shown marked NOT ANALYSED, never with a "No nerve found" verdict.
+    from edge.overlay import OverlayStatus
+    from edge.types import Decision
+
+    with open_source(cfg.source) as src:
+        raw = src.read(1.0).image
+    as_not_analysed = pipe.overlay.draw(
+        raw.copy(), Decision(False, 0.0, None), OverlayStatus("not_analysed", 0.0, 0.0, True, "m", "x")
+    )
+    as_no_nerve = pipe.overlay.draw(raw.copy(), Decision(False, 0.0, None), OverlayStatus("live", 0.0, 0.0, True, "m"))
+    top = slice(0, 40)
+    assert not np.array_equal(as_not_analysed[top], as_no_nerve[top])
 
 
 def test_finite_source_ends_the_run(data_dir, runner):
