@@ -212,7 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--show", action="store_true", help="print the effective config, defaults included")
     c.set_defaults(func=cmd_check_config)
+
+    _add_plugin_commands(sub)
     return p
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands contributed by other packages (train, eval, convert, ...).
+
+    They register through the ``nerveseg.commands`` entry-point group (setup.cfg),
+    so `edge` never imports the workstation packages: each entry point is a
+    ``register(subparsers)`` function in a module that imports TensorFlow only
+    inside its command. A plugin that fails to load is logged and skipped; the
+    device commands keep working.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="nerveseg.commands"), key=lambda e: e.name):
+        try:
+            register = ep.load()
+            register(sub)
+        except Exception as e:  # noqa: BLE001 - a broken optional command must not break 'nerveseg run'
+            logging.getLogger("nerveseg").warning("command %r unavailable: %s", ep.name, e)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """Preprocessing as pure functions, shared by training (`train/`) and the bedside loop.
 
 One call, `preprocess(image, roi, spec)`, turns a full video-out frame into the
-network input. Every step is also a function of its own so tests and training
-can call it:
+network input. It is two stages, `to_model_size` then `finish`, so training can
+augment in between; every step is also a function of its own:
 
     crop_roi -> to_gray -> [denoise if filter_at == "roi"] -> resize
              -> [denoise if filter_at == "input"] -> normalise
@@ -108,19 +108,32 @@ def normalise(gray: np.ndarray, mean: float = 0.0, std: float = 1.0, out: np.nda
     return out
 
 
+def to_model_size(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec) -> np.ndarray:
+    """Stage 1 of `preprocess`: crop, gray, [ROI-level filter], resize -> uint8 ``(height, width)``.
+
+    Training caches this output and augments it before stage 2 (`finish`), so the
+    augmentation sees what the bedside sees at that point.
+    """
+    g = to_gray(crop_roi(image, roi))
+    if spec.filter_at == "roi":
+        g = denoise(g, spec.filter, spec.filter_size, spec.filter_sigma)
+    return resize(g, spec.height, spec.width)
+
+
+def finish(gray_small: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """Stage 2 of `preprocess`: [input-level filter], normalise -> float32 ``(height, width)``."""
+    if spec.filter_at == "input":
+        gray_small = denoise(gray_small, spec.filter, spec.filter_size, spec.filter_sigma)
+    return normalise(gray_small, spec.mean, spec.std, out)
+
+
 def preprocess(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Full video-out frame -> float32 ``(spec.height, spec.width)`` network input.
 
     ``out`` (optional, float32 of that shape) is reused to avoid an allocation
     per frame in the live loop; the returned array is ``out`` when given.
     """
-    g = to_gray(crop_roi(image, roi))
-    if spec.filter_at == "roi":
-        g = denoise(g, spec.filter, spec.filter_size, spec.filter_sigma)
-    g = resize(g, spec.height, spec.width)
-    if spec.filter_at == "input":
-        g = denoise(g, spec.filter, spec.filter_size, spec.filter_sigma)
-    return normalise(g, spec.mean, spec.std, out)
+    return finish(to_model_size(image, roi, spec), spec, out)
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
