@@ -1,0 +1,62 @@
+"""`nerveseg train`: registered through the ``nerveseg.commands`` entry point (setup.cfg).
+
+TensorFlow is imported only when the command runs, so `nerveseg --help` works on
+a device without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from edge.cli import _setup_logging
+    from train.train import load_train_config, train
+
+    _setup_logging(args.log_level or "INFO")
+    cfg = load_train_config(
+        args.config,
+        **{
+            "data.fold": args.fold,
+            "data.root": args.data,
+            "optim.epochs": args.epochs,
+            "name": args.name,
+            "out_dir": args.out_dir,
+        },
+    )
+    if args.cv:
+        from train.cv import run_cv
+
+        summary = run_cv(cfg, resume=args.resume)
+        print(json.dumps(summary["mean"], indent=2))
+        print(f"cross-validation summary: {summary['path']}")
+        return 0
+    result = train(cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in result.items() if k != "validation"}, indent=2))
+    if "validation" in result:
+        v = result["validation"]
+        print(
+            f"validation (inference mode, best epoch {result['best_epoch']}): kaggle {v['kaggle_score']:.3f}, "
+            f"dice+ {v['mean_dice_positive']:.3f}, sensitivity {v['presence_sensitivity']:.3f}, "
+            f"specificity {v['presence_specificity']}"
+        )
+    print(f"model: {result['run_dir']}/model.keras (spec model.yaml beside it)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a model on real frames, subject-wise (needs the 'train' extra)")
+    t.add_argument("--config", help="training YAML (default: built-in defaults, the shipped mini-U-Net recipe)")
+    t.add_argument("--fold", type=int, help="hold out this fold of subjects for validation (overrides data.fold)")
+    t.add_argument("--cv", action="store_true", help="train every fold in turn and summarise (k-fold over subjects)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.keras")
+    t.add_argument("--epochs", type=int, help="override optim.epochs")
+    t.add_argument("--data", help="override data.root (folder with kaggle-bp/)")
+    t.add_argument("--name", help="override name (the run folder)")
+    t.add_argument("--out-dir", help="override out_dir")
+    t.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    t.set_defaults(func=cmd_train)

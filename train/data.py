@@ -1,0 +1,286 @@
+"""Training data: real frames at model size, subject-wise folds, negatives, augmentation.
+
+Frames go through stage 1 of the bedside preprocessing (`edge.preprocess.to_model_size`)
+once and are cached as uint8 at the model's input size; each batch is then
+augmented and passed through stage 2 (`edge.preprocess.finish`: the speckle
+filter and normalisation). So the network is trained on exactly what
+`edge.preprocess.preprocess` gives at the bedside, plus augmentation in between.
+
+Negatives ("no nerve in view"). kaggle-bp here has only frames *with* a nerve,
+plus 37 real empty frames of subjects 1-2. Three kinds are used, each optional:
+
+- ``real_empty``: the empty full-resolution frames of the training subjects;
+- ``crops``: windows of positive frames that do not touch the annotated nerve,
+  scaled back to the input size (same anatomy and machine, no nerve);
+- ``other_anatomy``: frames of other scans without a brachial plexus (the lung
+  clips), decoded with OpenCV.
+
+Split by subject, never by image: frames of one subject are near-duplicates.
+numpy/OpenCV only here; TensorFlow appears only in `make_tf_dataset`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.preprocess import finish, resize_mask, to_model_size
+from edge.spec import PreprocessSpec
+from train.manifest import Sample, load_gray, load_mask, read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameSet:
+    """Frames at model size. images: uint8 (N, H, W); masks: float32 (N, H, W) in [0, 1]
+    (area fraction of nerve per pixel); groups: subject id per frame; kinds: where it came from."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    groups: np.ndarray
+    kinds: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def present(self) -> np.ndarray:
+        """bool (N,): the frame shows a nerve (any mask pixel above half covered)."""
+        return (self.masks > 0.5).reshape(len(self), -1).any(axis=1)
+
+    def subset(self, idx: np.ndarray) -> FrameSet:
+        names = [self.names[i] for i in idx]
+        return FrameSet(self.images[idx], self.masks[idx], self.groups[idx], self.kinds[idx], names)
+
+    @staticmethod
+    def concat(parts: Sequence[FrameSet]) -> FrameSet:
+        parts = [p for p in parts if len(p)]
+        return FrameSet(
+            np.concatenate([p.images for p in parts]),
+            np.concatenate([p.masks for p in parts]),
+            np.concatenate([p.groups for p in parts]),
+            np.concatenate([p.kinds for p in parts]),
+            [n for p in parts for n in p.names],
+        )
+
+
+def load_frames(samples: Sequence[Sample], spec: PreprocessSpec, kind: str) -> FrameSet:
+    """Stage-1 preprocess every labelled sample; masks resized with `edge.preprocess.resize_mask`."""
+    samples = [s for s in samples if s.mask is not None]
+    h, w = spec.height, spec.width
+    imgs = np.empty((len(samples), h, w), np.uint8)
+    masks = np.empty((len(samples), h, w), np.float32)
+    for i, s in enumerate(samples):
+        imgs[i] = to_model_size(load_gray(s.image), None, spec)
+        masks[i] = resize_mask(load_mask(s.mask), h, w)
+    groups = np.array([s.group() for s in samples], dtype=object)
+    return FrameSet(imgs, masks, groups, np.array([kind] * len(samples), dtype=object), [s.name for s in samples])
+
+
+def kaggle_frames(root: Path, spec: PreprocessSpec) -> tuple[FrameSet, FrameSet]:
+    """(positives at 256x186, real empty full-res frames) of kaggle-bp.
+
+    The 18 full-res *positive* frames duplicate 256x186 ones and are left out.
+    """
+    samples = read_manifest(root / "kaggle-bp")
+    pos = [s for s in samples if s.mask is not None and s.image.parent.name == "img_256x186"]
+    full = [s for s in samples if s.mask is not None and "fullres" in s.image.parts]
+    empty = [s for s in full if not load_mask(s.mask).any()]
+    return load_frames(pos, spec, "positive"), load_frames(empty, spec, "real_empty")
+
+
+def nerve_free_crops(
+    pos: FrameSet, per_frame: float, rng: np.random.Generator, min_frac: float = 0.45, tries: int = 20
+) -> FrameSet:
+    """Windows of positive frames that contain no nerve pixel, scaled to the input size.
+
+    per_frame: expected number of crops per positive frame (e.g. 0.3). A window
+    covers ``min_frac``..0.7 of each side; windows touching the mask are rejected.
+    """
+    n, h, w = pos.images.shape
+    want = rng.binomial(1, min(per_frame, 1.0), size=n) if per_frame <= 1 else np.full(n, round(per_frame))
+    imgs, groups, names = [], [], []
+    for i in np.flatnonzero(want):
+        m = pos.masks[i] > 0
+        for _ in range(tries):
+            f = rng.uniform(min_frac, 0.7)
+            ch, cw = max(8, int(h * f)), max(8, int(w * f))
+            y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+            if not m[y : y + ch, x : x + cw].any():
+                crop = pos.images[i, y : y + ch, x : x + cw]
+                imgs.append(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR))
+                groups.append(pos.groups[i])
+                names.append(f"{pos.names[i]}#crop")
+                break
+    k = len(imgs)
+    return FrameSet(
+        np.array(imgs, np.uint8).reshape(k, h, w),
+        np.zeros((k, h, w), np.float32),
+        np.array(groups, dtype=object),
+        np.array(["crop"] * k, dtype=object),
+        names,
+    )
+
+
+def video_frames(paths: Sequence[Path], spec: PreprocessSpec, every: int = 5, limit: int | None = None) -> FrameSet:
+    """Every ``every``-th frame of each video as a nerve-free frame (other anatomy)."""
+    imgs, groups, names = [], [], []
+    for p in paths:
+        cap = cv2.VideoCapture(str(p))
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % every == 0:
+                imgs.append(to_model_size(frame, None, spec))
+                groups.append(f"video/{p.stem}")
+                names.append(f"{p.stem}#{i}")
+            i += 1
+        cap.release()
+    if limit is not None:
+        imgs, groups, names = imgs[:limit], groups[:limit], names[:limit]
+    k = len(imgs)
+    return FrameSet(
+        np.array(imgs, np.uint8).reshape(k, spec.height, spec.width),
+        np.zeros((k, spec.height, spec.width), np.float32),
+        np.array(groups, dtype=object),
+        np.array(["other_anatomy"] * k, dtype=object),
+        names,
+    )
+
+
+def subject_folds(subjects: Sequence[str], k: int, seed: int = 0, apart: Sequence[str] = ("1", "2")) -> list[list[str]]:
+    """Split subjects into ``k`` folds of near-equal size, deterministically by ``seed``.
+
+    Subjects in ``apart`` (those with real empty frames) go to different folds,
+    so that as many folds as possible can measure false positives on real empty
+    frames of unseen subjects.
+    """
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    subs = sorted(set(subjects), key=lambda s: (len(s), s))
+    if k > len(subs):
+        raise ValueError(f"k={k} folds but only {len(subs)} subjects")
+    rng = np.random.default_rng(seed)
+    special = [s for s in subs if s in apart]
+    rest = [s for s in subs if s not in apart]
+    rng.shuffle(rest)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i, s in enumerate(special):
+        folds[i % k].append(s)
+    for s in rest:
+        min(folds, key=len).append(s)
+    return [sorted(f, key=lambda s: (len(s), s)) for f in folds]
+
+
+# -- augmentation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Ultrasound-appropriate augmentation of a uint8 frame and its mask at model size.
+
+    shift: max translation as a fraction of the side; scale: max relative zoom;
+    rotate_deg: max rotation; flip: left-right (probes are held either way round);
+    gain: max relative brightness change; gamma: max |log gamma|; speckle: std of a
+    multiplicative noise field (0 = off). Depth direction (up-down) is never flipped.
+    """
+
+    shift: float = 0.08
+    scale: float = 0.10
+    rotate_deg: float = 10.0
+    flip: bool = True
+    gain: float = 0.2
+    gamma: float = 0.2
+    speckle: float = 0.1
+
+    def __call__(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        h, w = img.shape
+        if self.shift or self.scale or self.rotate_deg:
+            s = 1.0 + rng.uniform(-self.scale, self.scale)
+            a = rng.uniform(-self.rotate_deg, self.rotate_deg)
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), a, s)
+            m[0, 2] += rng.uniform(-self.shift, self.shift) * w
+            m[1, 2] += rng.uniform(-self.shift, self.shift) * h
+            img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        if self.flip and rng.random() < 0.5:
+            img, mask = img[:, ::-1], mask[:, ::-1]
+        if self.gain or self.gamma or self.speckle:
+            x = img.astype(np.float32) / 255.0
+            if self.gamma:
+                x = np.power(x, np.exp(rng.uniform(-self.gamma, self.gamma)))
+            if self.gain:
+                x *= 1.0 + rng.uniform(-self.gain, self.gain)
+            if self.speckle:
+                x *= rng.normal(1.0, self.speckle, size=x.shape).astype(np.float32)
+            img = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(img), np.ascontiguousarray(mask)
+
+
+NO_AUGMENT = Augment(shift=0, scale=0, rotate_deg=0, flip=False, gain=0, gamma=0, speckle=0)
+
+
+def batches(
+    data: FrameSet,
+    spec: PreprocessSpec,
+    batch_size: int,
+    augment: Augment | None,
+    seed: int,
+    shuffle: bool = True,
+    repeat: bool = True,
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Yield ``(x (B,H,W,1) float32, {"mask": (B,H,W,1), "nerve_present": (B,1)})``.
+
+    Each image goes: augment (uint8) -> `edge.preprocess.finish` (filter, normalise).
+    The presence target is computed after augmentation (a shift can move the
+    nerve out of view).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    h, w = spec.height, spec.width
+    while True:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = np.empty((len(idx), h, w, 1), np.float32)
+            y = np.empty((len(idx), h, w, 1), np.float32)
+            for j, i in enumerate(idx):
+                img, m = data.images[i], data.masks[i]
+                if augment is not None:
+                    img, m = augment(img, m, rng)
+                finish(img, spec, out=x[j, :, :, 0])
+                y[j, :, :, 0] = m
+            present = (y > 0.5).reshape(len(idx), -1).any(axis=1).astype(np.float32)[:, None]
+            yield x, {"mask": y, "nerve_present": present}
+        if not repeat:
+            return
+
+
+def make_tf_dataset(data: FrameSet, spec: PreprocessSpec, batch_size: int, augment: Augment | None, seed: int):
+    """A repeating, prefetching `tf.data.Dataset` over `batches` (TensorFlow imported here only)."""
+    import tensorflow as tf
+
+    h, w = spec.height, spec.width
+    sig = (
+        tf.TensorSpec((None, h, w, 1), tf.float32),
+        {"mask": tf.TensorSpec((None, h, w, 1), tf.float32), "nerve_present": tf.TensorSpec((None, 1), tf.float32)},
+    )
+    ds = tf.data.Dataset.from_generator(lambda: batches(data, spec, batch_size, augment, seed), output_signature=sig)
+    return ds.prefetch(2)
+
+
+def eval_arrays(data: FrameSet, spec: PreprocessSpec) -> np.ndarray:
+    """Network inputs (N, H, W, 1) float32 of a FrameSet without augmentation."""
+    x = np.empty((len(data), spec.height, spec.width, 1), np.float32)
+    for i in range(len(data)):
+        finish(data.images[i], spec, out=x[i, :, :, 0])
+    return x
