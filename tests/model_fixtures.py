@@ -37,6 +37,11 @@ LEARNING_RATE = 3e-3
 SEED = 1
 
 
+# Results of the session fixtures, shared across test modules: pytest registers a fixture bound in several
+# modules once per module, so without this the model would be trained once per module that uses it.
+_SESSION: dict[str, object] = {}
+
+
 @dataclass(frozen=True)
 class Frames:
     x: np.ndarray  # float32 (N, H, W, 1), preprocessed with PP
@@ -77,6 +82,13 @@ def kaggle_sets(data_dir: Path) -> dict[str, Frames]:
     eval: 3 frames each of EVAL_SUBJECTS (all with nerve); unlabeled: Kaggle test frames 1-10;
     calibration: the 55 full-res frames, as used for the shipped model.
     """
+    key = f"kaggle_sets:{data_dir}"
+    if key not in _SESSION:
+        _SESSION[key] = _kaggle_sets(data_dir)
+    return _SESSION[key]
+
+
+def _kaggle_sets(data_dir: Path) -> dict[str, Frames]:
     root = data_dir / "kaggle-bp"
     with open(root / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -112,6 +124,12 @@ def _dice_bce(y, p):
 @pytest.fixture(scope="session")
 def trained_unet(kaggle_sets):
     """keras.Model (batch None, FILTERS filters, 3 skips, 96x128) after TRAIN_STEPS steps of Adam on the train set."""
+    if "trained_unet" not in _SESSION:
+        _SESSION["trained_unet"] = _train(kaggle_sets)
+    return _SESSION["trained_unet"]
+
+
+def _train(kaggle_sets: dict[str, Frames]):
     import keras
 
     from train.models import build_unet
@@ -143,11 +161,40 @@ def make_spec(name: str = "test-unet", quantization: str = "float32") -> ModelSp
 @pytest.fixture(scope="session")
 def tflite_models(trained_unet, kaggle_sets, tmp_path_factory) -> dict[str, Path]:
     """``{"float32": path, "int8": path}``: `trained_unet` converted, each with its spec beside it."""
+    if "tflite_models" in _SESSION:
+        return _SESSION["tflite_models"]
     from convert.tflite import to_tflite
 
     out = tmp_path_factory.mktemp("tflite")
     calib = list(kaggle_sets["calibration"].x[:, None])  # (1, H, W, 1) each
-    return {
+    _SESSION["tflite_models"] = {
         "float32": to_tflite(trained_unet, out / "unet_f32.tflite", "float32", None, make_spec()),
         "int8": to_tflite(trained_unet, out / "unet_int8.tflite", "int8", calib, make_spec(quantization="int8")),
     }
+    return _SESSION["tflite_models"]
+
+
+@pytest.fixture(scope="session")
+def keras_model_file(trained_unet, tmp_path_factory) -> Path:
+    """`trained_unet` saved as ``unet.keras`` with its sidecar spec ``unet.yaml``, as training leaves a model.
+
+    Read-only for tests: copy it (with its .yaml) before changing anything beside it.
+    """
+    if "keras_model_file" in _SESSION:
+        return _SESSION["keras_model_file"]
+    from edge.spec import save_spec
+
+    path = tmp_path_factory.mktemp("keras") / "unet.keras"
+    trained_unet.save(path)
+    spec = make_spec().model_copy(
+        update={
+            "provenance": {
+                "builder": "train.models.build_unet",
+                "options": {"base_filters": FILTERS, "skips": 3, "input_shape": [PP.height, PP.width, 1]},
+                "data": {"train_subjects": [1, 2, *TRAIN_SUBJECTS], "steps": TRAIN_STEPS, "seed": SEED},
+            }
+        }
+    )
+    save_spec(spec, path)
+    _SESSION["keras_model_file"] = path
+    return path
