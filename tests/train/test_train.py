@@ -73,3 +73,29 @@ def test_bad_training_config_names_the_key(tmp_path):
     assert main(["train", "--config", str(p)]) == 2
     with pytest.raises(ConfigError, match="fold 7 does not exist"):
         load_train_config(None, **{"data.fold": 7, "data.folds": 5})
+
+
+def test_tiny_run_converts_and_evaluates_through_the_bedside_path(tiny_run, tmp_path, data_dir):
+    # train -> convert -> eval on real frames: the chain a model takes to the device.
+    _, run = tiny_run
+    out = tmp_path / "tiny.tflite"
+    # float32: a 4-filter model after one epoch is too weak to judge int8 agreement by.
+    assert main(["convert", "--model", str(run / "model.keras"), "--out", str(out), "--float32"]) == 0
+    assert out.is_file() and out.with_suffix(".yaml").is_file() and out.with_suffix(".md").is_file()
+    folder = tmp_path / "frames"
+    (folder / "img").mkdir(parents=True)
+    (folder / "msk").mkdir()
+    rows = ["path,mask_path,subject"]
+    for name in ("1_1", "1_5", "2_1", "2_2", "1_10", "2_10"):
+        for sub, src in (("img", f"images/{name}.png"), ("msk", f"masks/{name}_mask.png")):
+            (folder / sub / f"{name}.png").symlink_to(data_dir / "kaggle-bp" / "fullres" / src)
+        rows.append(f"img/{name}.png,msk/{name}.png,{name.split('_')[0]}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "r.json"
+    assert main(["eval", "--model", str(out), "--data", str(folder), "--json", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["n_images"] == 6 and rep["model"]["quantization"] == "float32"
+    keras_rep = tmp_path / "k.json"
+    assert main(["eval", "--model", str(run / "model.keras"), "--data", str(folder), "--json", str(keras_rep)]) == 0
+    # the .tflite at the bedside scores what the Keras model scores
+    assert abs(json.loads(keras_rep.read_text())["kaggle_score"] - rep["kaggle_score"]) < 0.02
