@@ -36,6 +36,7 @@ def run_cv(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         logger.info("fold %d of %d", k + 1, cfg.data.folds)
         results.append(train(fold_cfg, resume=resume))
     summary = summarise(cfg, results)
+    summary["presence_operating_point"] = operating_point(cfg)
     path = Path(cfg.out_dir) / cfg.name / "cv.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
     summary["path"] = str(path)
@@ -78,3 +79,75 @@ def summarise(cfg: TrainConfig, results: list[dict[str, Any]]) -> dict[str, Any]
         "best_epoch": int(np.argmax(mean_curve)) + 1,
         "train_seconds_total": sum(r["train_seconds"] for r in results),
     }
+
+
+def pooled_predictions(cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """Each fold's best model on its own held-out subjects, pooled: out-of-fold predictions for all subjects.
+
+    Returns arrays: ``p`` (P(nerve)), ``present`` (truth), ``real_empty`` (the frame is a real empty one),
+    ``dice`` (per-frame Dice of the ungated mask at the spec's threshold, NaN on negatives), ``subject``.
+    """
+    import keras
+
+    from train.data import eval_arrays
+    from train.metrics import dice
+    from train.train import assemble, predict_arrays
+
+    out: dict[str, list] = {"p": [], "present": [], "real_empty": [], "dice": [], "subject": []}
+    for k in range(cfg.data.folds):
+        fold_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": k})})
+        _, val, _ = assemble(fold_cfg)
+        model = keras.models.load_model(run_dir(fold_cfg) / "model.keras", compile=False)
+        probs, ps = predict_arrays(model, eval_arrays(val, cfg.preprocess))
+        truth = val.masks > 0.5
+        present = truth.reshape(len(val), -1).any(axis=1)
+        out["p"] += list(ps)
+        out["present"] += list(present)
+        out["real_empty"] += list(val.kinds == "real_empty")
+        out["dice"] += [dice(pr >= 0.5, t) if t.any() else np.nan for pr, t in zip(probs, truth, strict=True)]
+        out["subject"] += list(val.groups)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def choose_presence_threshold(p: np.ndarray, present: np.ndarray, min_sensitivity: float = 0.95) -> dict[str, Any]:
+    """The highest threshold whose sensitivity is still >= ``min_sensitivity``, with what it gives.
+
+    p: P(nerve) per frame; present: bool truth per frame. Frames are called "nerve" when
+    ``p >= threshold``. Also reports the same numbers at 0.5 for reference.
+    """
+    from train.metrics import auc_mann_whitney
+
+    p = np.asarray(p, np.float64)
+    present = np.asarray(present, bool)
+    neg = ~present
+
+    def at(t: float) -> dict[str, Any]:
+        called = p >= t
+        return {
+            "threshold": round(float(t), 4),
+            "sensitivity": float(called[present].mean()) if present.any() else None,
+            "specificity": float((~called[neg]).mean()) if neg.any() else None,
+            "false_positives": int(called[neg].sum()),
+            "n_negative": int(neg.sum()),
+        }
+
+    ok = [t for t in np.unique(p[present]) if (p[present] >= t).mean() >= min_sensitivity]
+    chosen = float(max(ok)) if ok else 0.5
+    return {
+        "min_sensitivity": min_sensitivity,
+        "chosen": at(chosen),
+        "at_0.5": at(0.5),
+        "auc": auc_mann_whitney(p, present),
+        "n_positive": int(present.sum()),
+    }
+
+
+def operating_point(cfg: TrainConfig, min_sensitivity: float = 0.95) -> dict[str, Any]:
+    """`choose_presence_threshold` on pooled out-of-fold predictions (`pooled_predictions`).
+
+    Specificity here is measured on the real empty frames of subjects the deciding model never saw.
+    """
+    pp = pooled_predictions(cfg)
+    rep = choose_presence_threshold(pp["p"], pp["present"], min_sensitivity)
+    rep["mean_dice_positive_ungated"] = float(np.nanmean(pp["dice"]))
+    return rep

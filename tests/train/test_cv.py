@@ -1,0 +1,36 @@
+"""Cross-validation summary logic on hand-made numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train.cv import choose_presence_threshold
+
+
+def test_threshold_is_the_highest_that_keeps_sensitivity():
+    # 10 positives, 4 negatives. Requiring 90% sensitivity allows missing one positive (p=0.30),
+    # so the threshold becomes the next positive score, 0.55, which rejects the negatives below it.
+    pos = [0.30, 0.55, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99]
+    neg = [0.2, 0.5, 0.6, 0.9]
+    p = np.array(pos + neg)
+    present = np.array([True] * 10 + [False] * 4)
+    r = choose_presence_threshold(p, present, min_sensitivity=0.9)
+    c = r["chosen"]
+    assert c["threshold"] == pytest.approx(0.55)
+    assert c["sensitivity"] == pytest.approx(0.9)
+    assert c["false_positives"] == 2 and c["specificity"] == pytest.approx(0.5)
+    assert r["at_0.5"]["false_positives"] == 3
+    assert 0.5 < r["auc"] < 1.0
+
+
+def test_full_sensitivity_takes_the_lowest_positive():
+    p = np.array([0.3, 0.8, 0.1, 0.35])
+    present = np.array([True, True, False, False])
+    c = choose_presence_threshold(p, present, min_sensitivity=1.0)["chosen"]
+    assert c["threshold"] == pytest.approx(0.3) and c["sensitivity"] == 1.0 and c["false_positives"] == 1
+
+
+def test_no_negatives():
+    r = choose_presence_threshold(np.array([0.6, 0.7]), np.array([True, True]))
+    assert r["chosen"]["specificity"] is None and r["auc"] is None
