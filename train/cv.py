@@ -21,7 +21,14 @@ from train.train import TrainConfig, run_dir, train
 
 logger = logging.getLogger(__name__)
 
-KEYS = ("kaggle_score", "mean_dice_positive", "presence_sensitivity", "presence_specificity", "presence_auc")
+KEYS = (
+    "kaggle_score",
+    "mean_dice_positive",
+    "presence_sensitivity",
+    "presence_specificity",
+    "presence_accuracy",
+    "presence_auc",
+)
 
 
 def run_cv(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:

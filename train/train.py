@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge.config import format_validation_error
 from edge.errors import ConfigError
-from edge.spec import ModelSpec, PreprocessSpec, save_spec
+from edge.spec import ModelSpec, PreprocessSpec, ThresholdsSpec, save_spec
 from train.data import Augment, FrameSet, eval_arrays, kaggle_frames, nerve_free_crops, subject_folds, video_frames
 
 logger = logging.getLogger(__name__)
@@ -267,12 +267,32 @@ def run_dir(cfg: TrainConfig) -> Path:
     return d / f"fold-{cfg.data.fold}" if cfg.data.fold is not None else d
 
 
-def model_spec(cfg: TrainConfig, provenance: dict[str, Any]) -> ModelSpec:
+def cv_summary(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The cross-validation summary of this recipe (``out_dir/name/cv.json``), if it was run."""
+    p = Path(cfg.out_dir) / cfg.name / "cv.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def thresholds_from_cv(cv: dict[str, Any] | None) -> ThresholdsSpec:
+    """Presence thresholds for the spec: enter at the CV-chosen operating point, exit 0.1 below it.
+
+    Without a CV summary (or without its operating point) the spec's defaults stay.
+    """
+    op = (cv or {}).get("presence_operating_point")
+    if not op:
+        return ThresholdsSpec()
+    t = float(op["chosen"]["threshold"])
+    enter = min(max(t, 0.02), 0.98)
+    return ThresholdsSpec(presence_enter=enter, presence_exit=max(enter - 0.1, 0.01))
+
+
+def model_spec(cfg: TrainConfig, provenance: dict[str, Any], thresholds: ThresholdsSpec | None = None) -> ModelSpec:
     return ModelSpec(
         name=cfg.name,
         untrained=False,
         quantization="float32",
         preprocess=cfg.preprocess,
+        thresholds=thresholds or ThresholdsSpec(),
         provenance=provenance,
     )
 
@@ -342,7 +362,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "augment": cfg.augment.model_dump(),
         "optim": cfg.optim.model_dump(),
     }
-    spec = model_spec(cfg, provenance)
+    thresholds = ThresholdsSpec()
+    if cfg.data.fold is None and (cv := cv_summary(cfg)) is not None:
+        # The final model on all subjects inherits what cross-validation measured and chose.
+        thresholds = thresholds_from_cv(cv)
+        provenance["cv"] = {k: cv.get(k) for k in ("folds", "mean", "std", "per_fold", "pooled_real_empty",
+                                                  "presence_operating_point", "best_epoch")}
+        logger.info("using the cross-validation summary: presence thresholds %s", thresholds)
+    spec = model_spec(cfg, provenance, thresholds)
 
     class Validate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -402,7 +429,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         result["best_epoch"] = 1 + int(np.argmax([float(r["val_kaggle_score"]) for r in rows]))
         provenance["validation"] = {k: rep[k] for k in ("kaggle_score", "mean_dice_positive", "presence_sensitivity",
                                                          "presence_specificity", "presence_auc", "n_images")}
-    save_spec(model_spec(cfg, provenance), best_path)
+    save_spec(model_spec(cfg, provenance, thresholds), best_path)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     plot_curves(hist_path, out / "curves.png")
     return result

@@ -34,3 +34,13 @@ def test_full_sensitivity_takes_the_lowest_positive():
 def test_no_negatives():
     r = choose_presence_threshold(np.array([0.6, 0.7]), np.array([True, True]))
     assert r["chosen"]["specificity"] is None and r["auc"] is None
+
+
+def test_final_model_thresholds_come_from_cv():
+    from train.train import thresholds_from_cv
+
+    t = thresholds_from_cv({"presence_operating_point": {"chosen": {"threshold": 0.83}}})
+    assert t.presence_enter == pytest.approx(0.83) and t.presence_exit == pytest.approx(0.73)
+    low = thresholds_from_cv({"presence_operating_point": {"chosen": {"threshold": 0.05}}})
+    assert 0 < low.presence_exit < low.presence_enter
+    assert thresholds_from_cv(None).presence_enter == 0.6
