@@ -198,3 +198,14 @@ def keras_model_file(trained_unet, tmp_path_factory) -> Path:
     save_spec(spec, path)
     _SESSION["keras_model_file"] = path
     return path
+
+
+@pytest.fixture(scope="session")
+def untrained_model(data_dir: Path, tmp_path_factory) -> Path:
+    """An untrained int8 mini-U-Net made by `convert.make_untrained` (the placeholder kind of model)."""
+    if "untrained_model" not in _SESSION:
+        from convert.make_untrained import make_untrained
+
+        out = tmp_path_factory.mktemp("untrained") / "untrained.tflite"
+        _SESSION["untrained_model"] = make_untrained(out, data_dir, seed=0)
+    return _SESSION["untrained_model"]

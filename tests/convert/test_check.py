@@ -124,7 +124,7 @@ def test_float32_conversion_agrees_to_rounding(trained_unet, tflite_models, held
 
 
 def test_another_models_file_fails(trained_unet, held_out):
-    """The shipped (untrained, 16-filter) model has the same input and spec: a real pair that must not agree."""
+    """The shipped 16-filter model has the same input and spec but other weights: a real pair that must not agree."""
     report = check_agreement(trained_unet, default_model_path(), held_out)
     bad = failures(report, INT8)
     failed = {line.split()[0] for line in bad}

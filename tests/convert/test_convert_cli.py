@@ -18,7 +18,6 @@ import yaml
 from convert.card import NOT_MEASURED, write_model_card
 from convert.tflite import split_by_nerve
 from edge.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OK, main
-from edge.models import default_model_path
 from edge.runner import ModelRunner
 from edge.spec import load_spec
 from tests import model_fixtures
@@ -27,6 +26,7 @@ kaggle_sets = model_fixtures.kaggle_sets
 trained_unet = model_fixtures.trained_unet
 tflite_models = model_fixtures.tflite_models
 keras_model_file = model_fixtures.keras_model_file
+untrained_model = model_fixtures.untrained_model
 
 
 def _manifest(folder: Path, pairs: list[tuple[Path, Path]]) -> Path:
@@ -215,11 +215,11 @@ def test_bad_options(keras_model_file, tmp_path, capsys):
 # --- the model card ---------------------------------------------------------------------------------------------
 
 
-def test_card_renders_metrics_and_says_what_is_missing(tmp_path):
-    """Beside a copy of the shipped (untrained) model: no agreement recorded, metrics from ``extra``."""
+def test_card_renders_metrics_and_says_what_is_missing(tmp_path, untrained_model):
+    """Beside a copy of an untrained placeholder model: no agreement recorded, metrics from ``extra``."""
     model = tmp_path / "shipped.tflite"
-    shutil.copy(default_model_path(), model)
-    shutil.copy(default_model_path().with_suffix(".yaml"), model.with_suffix(".yaml"))
+    shutil.copy(untrained_model, model)
+    shutil.copy(untrained_model.with_suffix(".yaml"), model.with_suffix(".yaml"))
 
     card = write_model_card(model).read_text(encoding="utf-8")
     assert "**UNTRAINED: random weights" in card
