@@ -99,3 +99,13 @@ def test_tiny_run_converts_and_evaluates_through_the_bedside_path(tiny_run, tmp_
     assert main(["eval", "--model", str(run / "model.keras"), "--data", str(folder), "--json", str(keras_rep)]) == 0
     # the .tflite at the bedside scores what the Keras model scores
     assert abs(json.loads(keras_rep.read_text())["kaggle_score"] - rep["kaggle_score"]) < 0.02
+
+
+def test_every_shipped_training_recipe_is_valid():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "train" / "configs").rglob("*.yaml"))
+    assert len(recipes) >= 6
+    for p in recipes:
+        cfg = load_train_config(p)
+        assert cfg.preprocess.height == 96 and cfg.preprocess.width == 128, p
