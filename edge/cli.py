@@ -171,6 +171,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge import bench
+
+    cfg = load_config(args.config) if args.config else Config()
+    # The benchmark shows nothing unless asked: null sink, whatever the config's sink says.
+    cfg = with_overrides(cfg, sink={"spec": args.sink or "null"})
+    for flag, value in (("--json", args.json), ("--plot", args.plot)):
+        if value and not Path(value).expanduser().resolve().parent.is_dir():
+            raise ConfigError("<command line>", [f"{flag}: folder {Path(value).parent} does not exist"])
+    opts = bench.BenchOptions(
+        sources=args.source or [],
+        models=args.model or [],
+        threads=args.threads or list(bench.DEFAULT_THREADS),
+        inputs=args.input or list(bench.DEFAULT_INPUTS),
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        overload=not args.no_overload,
+        overload_fps=args.overload_fps,
+        classic_filters=args.classic_filters,
+    )
+    _setup_logging(args.log_level or "WARNING")
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    report = bench.run_bench(cfg, opts, stop=stop, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(bench.format_report(report))
+    if args.json:
+        print(f"JSON: {bench.write_json(report, Path(args.json).expanduser())}")
+    if args.plot:
+        print(f"plot: {bench.render_plot(report, Path(args.plot).expanduser())}")
+    return EXIT_OK
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -207,6 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: every frame, as fast as possible)")
     add_common(d)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="frames per second and per-stage ms of the real loop, models side by side")
+    b.add_argument("--config", help="YAML config: source settings, roi, presence, overlay, model.path/interpreter")
+    b.add_argument("--source", nargs="+", action="extend", metavar="SPEC",
+                   help="source specs or video files/folders (default: the config's source, else phantom)")
+    b.add_argument("--model", nargs="+", action="extend", metavar="M",
+                   help=".tflite paths or shipped, shipped-float32, classic-unet "
+                        "(default: the model under test, its -float32 twin, classic-unet)")
+    b.add_argument("--threads", nargs="+", action="extend", type=int, metavar="N",
+                   help="interpreter (XNNPACK) thread counts (default: 1 2)")
+    b.add_argument("--input", nargs="+", action="extend", metavar="NAME",
+                   help="us-WxH, hdmi-WxH or native (default: us-580x420 hdmi-1920x1080)")
+    b.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default: %(default)s)")
+    b.add_argument("--warmup", type=float, default=1.0, help="unmeasured warm-up s per run (default: %(default)s)")
+    b.add_argument("--no-overload", action="store_true", help="skip the overload (latency under overload) runs")
+    b.add_argument("--overload-fps", type=float, metavar="FPS",
+                   help="overload source rate (default: twice the throughput fps of the same input)")
+    b.add_argument("--classic-filters", type=int, metavar="N",
+                   help="base filters of classic-unet (default: the first model's; the U-Net paper used 64)")
+    b.add_argument("--sink", help="sink spec (default: null): fbdev:/dev/fb0, window, video:out.mp4, null")
+    b.add_argument("--json", metavar="OUT", help="write the report as JSON (schema: edge/bench.py, README)")
+    b.add_argument("--plot", metavar="PNG", help="draw latency over time and the stage breakdown")
+    add_common(b)
+    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("check-config", help="validate a config file: exit 0 if valid, 2 with the faults if not")
     c.add_argument("file")
