@@ -139,3 +139,20 @@ def test_bad_frames_are_rejected(trained_unet, tflite_models):
         check_agreement(
             trained_unet, tflite_models["int8"], [np.zeros((96, 128), np.float32)] * 1 + [np.zeros((64, 64))]
         )
+
+
+def test_presence_agreement_is_judged_at_every_given_threshold(trained_unet, tflite_models, held_out):
+    # Put a threshold between the two models' P(nerve) on the frame where they differ most: that frame
+    # must then count as a disagreement, even though the pair agrees at 0.5.
+    from edge.runner import ModelRunner
+
+    runner = ModelRunner(tflite_models["int8"], threads=1)
+    x = np.stack(held_out)[..., None]
+    kp = trained_unet.predict(x, verbose=0)["nerve_present"][:, 0]
+    tp = np.array([runner.infer(f).p_nerve for f in held_out])
+    i = int(np.argmax(np.abs(kp - tp)))
+    assert kp[i] != tp[i]
+    t = float((kp[i] + tp[i]) / 2)
+    rep = check_agreement(trained_unet, tflite_models["int8"], held_out, presence_threshold=(0.5, t))
+    assert rep["presence_threshold"] == [0.5, pytest.approx(t)]
+    assert rep["presence_agreement"] <= 1 - 1 / len(held_out)
