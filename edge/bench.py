@@ -236,6 +236,11 @@ def _load_model(path: Path, label: str, role: str) -> BenchModel:
 
 
 
+def builder_options(spec: ModelSpec) -> dict:
+    """The model builder's options recorded in a spec: ``options`` (training) or ``builder_options`` (placeholder)."""
+    return spec.provenance.get("options") or spec.provenance.get("builder_options") or {}
+
+
 def classic_unet(
     reference: ModelSpec, root: Path | None = None, base_filters: int | None = None
 ) -> tuple[Path | None, str | None]:
@@ -255,7 +260,7 @@ def classic_unet(
             f"classic-unet skipped: the input {pp.width}x{pp.height} of {reference.name} is not divisible by "
             f"{step}, which 4 poolings need"
         )
-    opts = reference.provenance.get("builder_options") or {}
+    opts = builder_options(reference)
     filters = base_filters or opts.get("base_filters", 16)
     filters = filters if isinstance(filters, int) and filters > 0 else 16
     builder = {
@@ -367,7 +372,7 @@ def resolve_models(
             if path is None:
                 notes.append(str(why))
             else:
-                filters = load_spec(path).provenance.get("builder_options", {}).get("base_filters", "?")
+                filters = builder_options(load_spec(path)).get("base_filters", "?")
                 models.append(_load_model(path, f"classic-unet-f{filters}", "classic-unet"))
                 notes.append(f"classic-unet: {path.name}, float32, RANDOM weights: timing only (timing does not "
                              "depend on weight values)")
