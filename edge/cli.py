@@ -4,7 +4,8 @@ Library code raises; this module decides messages and exit codes:
 
     0  finished (frame limit reached, source ended, or stopped by SIGTERM/SIGINT)
     1  unexpected internal error (a bug: the traceback is logged)
-    2  bad command line or config (the message names the key)
+    2  bad command line or config (the message names the key), or a workstation
+       command (train, convert, eval of a .keras) run without TensorFlow installed
     3  model file or model spec missing, corrupt or inconsistent
     4  source cannot be opened (bad path, missing package); an unplugged
        capture card is not an error: it is retried forever
@@ -302,6 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return EXIT_OK
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("tensorflow", "keras"):
+            logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s'", args.command)
+            return EXIT_ERROR
+        print(
+            f"nerveseg {args.command}: needs TensorFlow ({e.name} is not installed); on a workstation: "
+            "pip install -e '.[train]'. The device commands (run, demo, bench, check-config) do not need it.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     except Exception:
         logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s'", args.command)
         return EXIT_ERROR

@@ -124,3 +124,21 @@ def test_signal_stops_the_live_loop_cleanly(sig):
 def test_version():
     r = subprocess.run([sys.executable, "-m", "edge.cli", "--version"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and r.stdout.startswith("nerveseg ")
+
+
+def test_workstation_command_without_tensorflow_says_what_to_install(tmp_path):
+    # A device install has no TensorFlow: hide it from a child interpreter and run 'nerveseg train'.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edge.cli import main\n"
+        f"sys.exit(main(['train', '--epochs', '1', '--out-dir', {str(tmp_path)!r}]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == EXIT_CONFIG, r.stderr[-2000:]
+    assert "needs TensorFlow" in r.stderr and "pip install -e '.[train]'" in r.stderr
+    assert "Traceback" not in r.stderr
