@@ -174,3 +174,26 @@ class Reconnector:
         self.delay_s = 0.0
         self.next_at = 0.0
         return ended
+
+
+class ReconnectingSource(SourceBase):
+    """A live device source that reconnects forever: the counters both live sources expose.
+
+    Subclasses set ``self._retry`` (a `Reconnector`) and define `connected`.
+    """
+
+    _retry: Reconnector
+
+    @property
+    def connected(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def reconnects(self) -> int:
+        """Outages recovered from (a device absent at start that appears later counts too)."""
+        return self._retry.reconnects
+
+    @property
+    def open_failures(self) -> int:
+        """Failed attempts to open the device."""
+        return self._retry.open_failures

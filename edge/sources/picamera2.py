@@ -29,7 +29,7 @@ import numpy as np
 
 from edge.config import SourceConfig
 from edge.errors import SourceError
-from edge.sources.base import Reconnector, SourceBase
+from edge.sources.base import ReconnectingSource, Reconnector
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _import_picamera2() -> Any:
     return Picamera2
 
 
-class Picamera2Source(SourceBase):
+class Picamera2Source(ReconnectingSource):
     """Frames from a libcamera camera (the TC358743 bridge) via picamera2.
 
     cfg.arg: camera number (``picamera2:1``); empty = 0.
@@ -90,14 +90,6 @@ class Picamera2Source(SourceBase):
     @property
     def connected(self) -> bool:
         return self._cam is not None
-
-    @property
-    def reconnects(self) -> int:
-        return self._retry.reconnects
-
-    @property
-    def open_failures(self) -> int:
-        return self._retry.open_failures
 
     def _try_open(self) -> bool:
         cam = None

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.config import SourceConfig
-from edge.sources.base import Reconnector, SourceBase
+from edge.sources.base import ReconnectingSource, Reconnector
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def open_v4l2(device: str | int, cfg: SourceConfig) -> cv2.VideoCapture:
     return cap
 
 
-class V4L2Source(SourceBase):
+class V4L2Source(ReconnectingSource):
     """Frames from a V4L2 device, reconnecting forever.
 
     cfg.arg: device path (``/dev/video0``) or index (``0``); empty = /dev/video0.
@@ -117,14 +117,6 @@ class V4L2Source(SourceBase):
     @property
     def connected(self) -> bool:
         return self._cap is not None
-
-    @property
-    def reconnects(self) -> int:
-        return self._retry.reconnects
-
-    @property
-    def open_failures(self) -> int:
-        return self._retry.open_failures
 
     @property
     def retry_delay_s(self) -> float:
