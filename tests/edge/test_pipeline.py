@@ -276,3 +276,25 @@ def test_source_exhausted_is_not_an_error():
     r = ModelRunner(default_model_path(), threads=1)
     stats = Pipeline(Config(), Empty(), r, RecordingSink()).run()
     assert stats.frames == 0
+
+
+@pytest.mark.parametrize("filter_at", ["input", "roi"])
+def test_timed_preprocess_equals_the_shared_preprocess(runner, kaggle_fullres, filter_at):
+    # The loop repeats preprocess() step by step to time each stage; it must give the same tensor,
+    # or the bedside would feed the network something training never saw.
+    import cv2
+
+    from edge.preprocess import preprocess
+
+    spec = runner.spec.preprocess.model_copy(update={"filter_at": filter_at})
+    img = cv2.imread(str(kaggle_fullres / "1_1.png"), cv2.IMREAD_COLOR)
+    cfg = with_overrides(Config(), roi={"x": 30, "y": 20, "w": 500, "h": 380})
+    pipe = Pipeline(cfg, open_source(SourceConfig(spec="phantom")), runner, RecordingSink())
+    runner_spec = runner._spec
+    try:
+        runner._spec = runner_spec.model_copy(update={"preprocess": spec})
+        pipe.timer.start()
+        got = pipe._preprocess(img).copy()
+    finally:
+        runner._spec = runner_spec
+    np.testing.assert_array_equal(got, preprocess(img, pipe.roi, spec))
