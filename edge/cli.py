@@ -75,15 +75,22 @@ def _open_runner(cfg: Config):
     return runner
 
 
-def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True) -> Stats:
-    """Open model, source and sink from ``cfg`` and run the loop until it ends. Raises on failure."""
+def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, observers: Any = None) -> Stats:
+    """Open model, source and sink from ``cfg`` and run the loop until it ends. Raises on failure.
+
+    ``observers``: `PipelineObserver`s to attach; None = those the config asks for
+    (`edge.observers.observers_from_config`).
+    """
+    from edge.observers import observers_from_config
     from edge.pipeline import Pipeline
     from edge.sinks import open_sink
     from edge.sources import open_source
 
     runner = _open_runner(cfg)
+    if observers is None:
+        observers = observers_from_config(cfg)
     with open_source(cfg.source) as source, open_sink(cfg.sink, fps_hint=source.nominal_fps) as sink:
-        pipe = Pipeline(cfg, source, runner, sink, stop=stop, drop_frames=drop_frames)
+        pipe = Pipeline(cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers)
         return pipe.run()
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -130,6 +130,60 @@ class CaptureThread(threading.Thread):
             self.slot.close()
 
 
+@dataclass
+class FrameEvent:
+    """What observers get after a frame has been shown.
+
+    seq: processed-frame counter of this run, from 0 (``frame.seq`` is the source's).
+    frame: the captured frame; ``frame.image`` now carries the overlay as it was shown.
+    roi_raw: the ROI crop as captured, before anything was drawn on it (a private copy),
+        when some observer sets ``needs_raw``; else None.
+    model_input: the normalised (H, W) float32 model input (a view the loop reuses:
+        copy it to keep it).
+    result / decision: the network's output and the smoothed verdict; None when the
+        frame was not analysed (``state == "not_analysed"``).
+    state: "live" | "stale" | "not_analysed".
+    stages_ms: this frame's time per stage (names from `STAGES`), ms.
+    latency_ms: capture to sink, ms.
+    """
+
+    seq: int
+    frame: Frame
+    roi_raw: np.ndarray | None
+    model_input: np.ndarray | None
+    result: Result | None
+    decision: Decision | None
+    state: str
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: float = 0.0
+
+
+class PipelineObserver:
+    """Something that watches the loop from the side: recorder, health file, watchdog, profile check.
+
+    Every method runs on the processing thread, so it must be quick (hand heavy work to
+    a thread of its own). An exception in an observer is logged (rate-limited) and
+    otherwise ignored: nothing an observer does may stop the live overlay.
+    Observers may put one operator-facing line on screen through
+    ``pipeline.notices[key] = text`` (remove the key to clear it).
+    """
+
+    #: set True to get ``FrameEvent.roi_raw`` (costs one copy of the ROI per frame)
+    needs_raw: bool = False
+
+    def on_start(self, pipeline: Pipeline) -> None:
+        """Before the first frame, after the capture thread started."""
+
+    def on_frame(self, pipeline: Pipeline, event: FrameEvent) -> None:
+        """After each processed frame has been shown."""
+
+    def on_idle(self, pipeline: Pipeline, no_signal: bool) -> None:
+        """About every 0.1 s while no frame arrives; ``no_signal`` once NO SIGNAL is showing."""
+
+    def on_stop(self, pipeline: Pipeline, stats: Stats | None) -> None:
+        """Once, when the loop ends (``stats`` is None when it ended with an error)."""
+
+
 class StageTimer:
     """Per-stage durations in fixed ring buffers (ns), plus capture-to-sink latency.
 
@@ -160,6 +214,11 @@ class StageTimer:
         i = self._n[name]
         self._buf[name][i % self.capacity] = ns
         self._n[name] = i + 1
+
+    def last_ms(self, name: str) -> float | None:
+        """The most recent duration recorded for ``name``, ms (None if none yet)."""
+        n = self._n[name]
+        return None if n == 0 else float(self._buf[name][(n - 1) % self.capacity]) / 1e6
 
     def values_ms(self, name: str) -> np.ndarray:
         n = min(self._n[name], self.capacity)
@@ -199,6 +258,7 @@ class Pipeline:
         drop_frames: bool = True,
         roi: Roi | None = None,
         on_frame: Callable[[Frame, Result, Decision], None] | None = None,
+        observers: Sequence[PipelineObserver] = (),
     ):
         self.cfg = cfg
         self.source = source
@@ -207,6 +267,13 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.drop_frames = drop_frames
         self.on_frame = on_frame
+        self.observers: list[PipelineObserver] = list(observers)
+        #: operator-facing lines from observers, shown on the status line (key -> text)
+        self.notices: dict[str, str] = {}
+        #: "starting" | "live" | "stale" | "not_analysed" | "no_signal" | "stopped"
+        self.state = "starting"
+        self.last_error: str | None = None
+        self._observer_errors: dict[tuple[int, str], float] = {}
         if roi is None and cfg.roi is not None:
             roi = cfg.roi.to_roi()
         if roi is None:
@@ -282,11 +349,21 @@ class Pipeline:
             status = OverlayStatus(
                 state="not_analysed", fps=status_fps, latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6,
                 untrained=self.runner.spec.untrained, model_name=self.runner.spec.name,
-                message=f"ROI does not fit {w}x{h}: recalibrate",
+                message=self._message(f"ROI does not fit {w}x{h}: recalibrate"),
             )
             self.overlay.draw(frame.image, Decision(False, 0.0, None), status)
             self.sink.show(frame.image)
+            self.state = "not_analysed"
+            if self.observers:
+                self._notify_frame(FrameEvent(
+                    seq=self.counters.frames, frame=frame, roi_raw=None, model_input=None, result=None,
+                    decision=None, state="not_analysed",
+                    latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6,
+                ))
             return None
+        raw = None
+        if self._needs_raw:
+            raw = crop_roi(frame.image, self.roi).copy()
         x = self._preprocess(frame.image)
         timer.lap("normalise")
         result = self.runner.infer(x)
@@ -301,21 +378,58 @@ class Pipeline:
             latency_ms=age_ms,
             untrained=self.runner.spec.untrained,
             model_name=self.runner.spec.name,
-            message=None,
+            message=self._message(None),
         )
         self.overlay.draw(frame.image, decision, status)
         timer.lap("overlay")
         self.sink.show(frame.image)
         timer.lap("sink")
         timer.finish()
-        timer.record_one("latency", time.monotonic_ns() - frame.t_capture_ns)
+        latency_ns = time.monotonic_ns() - frame.t_capture_ns
+        timer.record_one("latency", latency_ns)
         c = self.counters
+        seq = c.frames
         c.frames += 1
         c.nerve_frames += decision.nerve
         c.stale_frames += stale
+        self.state = status.state
         if self.on_frame is not None:
             self.on_frame(frame, result, decision)
+        if self.observers:
+            stages = {s: v for s in STAGES if (v := timer.last_ms(s)) is not None}
+            self._notify_frame(FrameEvent(
+                seq=seq, frame=frame, roi_raw=raw, model_input=x, result=result, decision=decision,
+                state=status.state, stages_ms=stages, latency_ms=latency_ns / 1e6,
+            ))
         return decision
+
+    # -- observers ------------------------------------------------------------------------------
+
+    @property
+    def _needs_raw(self) -> bool:
+        return any(o.needs_raw for o in self.observers)
+
+    def _message(self, own: str | None) -> str | None:
+        """The status line's operator message: the loop's own first, then observers' notices."""
+        parts = [own] if own else []
+        parts.extend(self.notices.values())
+        return " | ".join(parts) if parts else None
+
+    def _call_observers(self, method: str, *args: object) -> None:
+        for obs in self.observers:
+            try:
+                getattr(obs, method)(self, *args)
+            except Exception as e:  # noqa: BLE001 - an observer must never stop the live overlay
+                key = (id(obs), method)
+                now = time.monotonic()
+                if now - self._observer_errors.get(key, -1e9) >= 10.0:
+                    self._observer_errors[key] = now
+                    logger.exception("observer %s.%s failed (ignored; the overlay runs on)",
+                                     type(obs).__name__, method)
+                self.last_error = f"{type(obs).__name__}.{method}: {e}"
+
+    def _notify_frame(self, event: FrameEvent) -> None:
+        self._call_observers("on_frame", event)
 
     def _show_no_signal(self) -> None:
         h, w = self._last_shape or (420, 580)
@@ -324,6 +438,7 @@ class Pipeline:
         message = None if connected else "capture device not connected: retrying"
         self.sink.show(self.overlay.no_signal(h, w, message))
         self.tracker.reset()
+        self.state = "no_signal"
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -351,6 +466,8 @@ class Pipeline:
             self.sink.describe(), self.roi,
         )
         self.capture.start()
+        self._call_observers("on_start")
+        stats: Stats | None = None
         try:
             while not self.stop.is_set():
                 frame = self.slot.get(timeout=0.1)
@@ -365,6 +482,8 @@ class Pipeline:
                             no_signal = True
                         self._show_no_signal()
                         next_no_signal = now + 0.5
+                    if self.observers:
+                        self._call_observers("on_idle", no_signal)
                 else:
                     if no_signal:
                         logger.info("signal back after %.1f s", now - last_frame_t)
@@ -384,9 +503,14 @@ class Pipeline:
             self.capture.join(timeout=2.0)
             if self.capture.is_alive():
                 logger.warning("capture thread did not stop within 2 s (blocked in the driver?)")
+            if self.capture.error is None:
+                stats = self.stats()
+            else:
+                self.last_error = f"capture: {self.capture.error}"
+            self.state = "stopped"
+            self._call_observers("on_stop", stats)
         if self.capture.error is not None:
             raise self.capture.error
-        stats = self.stats()
         self._log_stats(final=True)
         return stats
 

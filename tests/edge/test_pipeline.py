@@ -298,3 +298,108 @@ def test_timed_preprocess_equals_the_shared_preprocess(runner, kaggle_fullres, f
     finally:
         runner._spec = runner_spec
     np.testing.assert_array_equal(got, preprocess(img, pipe.roi, spec))
+
+
+class _Watcher:
+    """An observer that keeps what it was given; optionally fails on every frame."""
+
+    def __init__(self, needs_raw: bool = False, fail: bool = False):
+        self.needs_raw = needs_raw
+        self.fail = fail
+        self.calls: list[str] = []
+        self.events = []
+
+    def on_start(self, pipe):
+        self.calls.append("start")
+
+    def on_frame(self, pipe, event):
+        self.calls.append("frame")
+        if self.fail:
+            raise OSError("disk on fire")
+        self.events.append(event)
+
+    def on_idle(self, pipe, no_signal):
+        self.calls.append("idle")
+
+    def on_stop(self, pipe, stats):
+        self.calls.append("stop")
+        self.stats = stats
+
+
+def test_observers_see_every_frame_with_the_raw_roi_and_timings(lung_clips, runner):
+    # The raw ROI must be the frame as captured, before the overlay drew on it.
+    import cv2
+
+    clip = lung_clips[-1]
+    cap = cv2.VideoCapture(str(clip))
+    originals = []
+    while len(originals) < 12:
+        ok, img = cap.read()
+        assert ok
+        originals.append(img)
+    cap.release()
+    cfg = with_overrides(Config(source=SourceConfig(spec=f"file:{clip}", pace=False)),
+                         roi={"x": 10, "y": 20, "w": 150, "h": 120})
+    w = _Watcher(needs_raw=True)
+    sink = RecordingSink()
+    with open_source(cfg.source) as src:
+        stats = Pipeline(cfg, src, runner, sink, drop_frames=False, observers=[w]).run(max_frames=12)
+    assert w.calls[0] == "start" and w.calls[-1] == "stop" and w.calls.count("frame") == 12
+    assert w.stats is stats
+    assert [e.seq for e in w.events] == list(range(12))
+    for e, orig, shown in zip(w.events, originals, sink.shown):
+        np.testing.assert_array_equal(e.roi_raw, orig[20:140, 10:160])
+        assert not np.shares_memory(e.roi_raw, e.frame.image)
+        np.testing.assert_array_equal(e.frame.image, shown)  # the annotated picture as displayed
+        assert e.state == "live" and e.result is not None and e.decision is not None
+        assert set(e.stages_ms) == set(STAGES) and all(v >= 0 for v in e.stages_ms.values())
+        assert e.latency_ms > 0 and e.model_input.shape == (runner.spec.preprocess.height, runner.spec.preprocess.width)
+
+
+def test_failing_observer_never_stops_the_overlay(lung_clips, runner):
+    cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False))
+    bad, good = _Watcher(fail=True), _Watcher()
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False, observers=[bad, good])
+        stats = pipe.run(max_frames=20)
+    assert stats.frames == 20 and len(good.events) == 20 and bad.calls.count("frame") == 20
+    assert "disk on fire" in pipe.last_error and pipe.state == "stopped"
+    assert bad.events == [] and good.events[0].roi_raw is None  # nobody asked for the raw copy
+
+
+def test_observer_notice_is_drawn_on_screen(lung_clips, runner):
+    class Notifier(_Watcher):
+        def on_frame(self, pipe, event):
+            pipe.notices["rec"] = "RECORDING OFF: DISK FULL"
+
+    cfg = with_overrides(Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False)),
+                         overlay={"show_stats": False})  # fps/latency text differs run to run
+    plain, noted = RecordingSink(), RecordingSink()
+    for sink, obs in ((plain, []), (noted, [Notifier()])):
+        with open_source(cfg.source) as src:
+            Pipeline(cfg, src, runner, sink, drop_frames=False, observers=obs).run(max_frames=3)
+    np.testing.assert_array_equal(plain.shown[0], noted.shown[0])  # set after frame 0 was drawn
+    assert not np.array_equal(plain.shown[2], noted.shown[2])
+
+
+def test_observers_get_idle_calls_while_no_frame_arrives(runner):
+    class Silent:
+        nominal_fps = None
+
+        def read(self, timeout=0.5):
+            time.sleep(timeout)
+            return None
+
+        def close(self):
+            pass
+
+        def describe(self):
+            return "silent"
+
+    cfg = with_overrides(Config(), overlay={"no_signal_after_s": 0.2})
+    w = _Watcher()
+    stop = threading.Event()
+    threading.Timer(0.6, stop.set).start()
+    pipe = Pipeline(cfg, Silent(), runner, RecordingSink(), stop=stop, observers=[w])
+    pipe.run()
+    assert w.calls.count("idle") >= 3 and w.calls[-1] == "stop"
