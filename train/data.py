@@ -191,7 +191,9 @@ class Augment:
     shift: max translation as a fraction of the side; scale: max relative zoom;
     rotate_deg: max rotation; flip: left-right (probes are held either way round);
     gain: max relative brightness change; gamma: max |log gamma|; speckle: std of a
-    multiplicative noise field (0 = off). Depth direction (up-down) is never flipped.
+    multiplicative noise field (0 = off); elastic: peak displacement in pixels of a smooth
+    random deformation field (0 = off), elastic_sigma: its smoothness (Gaussian sigma,
+    pixels). Depth direction (up-down) is never flipped.
     """
 
     shift: float = 0.08
@@ -201,6 +203,8 @@ class Augment:
     gain: float = 0.2
     gamma: float = 0.2
     speckle: float = 0.1
+    elastic: float = 0.0
+    elastic_sigma: float = 8.0
 
     def __call__(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         h, w = img.shape
@@ -212,6 +216,8 @@ class Augment:
             m[1, 2] += rng.uniform(-self.shift, self.shift) * h
             img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
             mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        if self.elastic:
+            img, mask = self._elastic(img, mask, rng)
         if self.flip and rng.random() < 0.5:
             img, mask = img[:, ::-1], mask[:, ::-1]
         if self.gain or self.gamma or self.speckle:
@@ -224,6 +230,20 @@ class Augment:
                 x *= rng.normal(1.0, self.speckle, size=x.shape).astype(np.float32)
             img = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(img), np.ascontiguousarray(mask)
+
+    def _elastic(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Warp image and mask by one smooth random field whose largest displacement is ``elastic`` px."""
+        h, w = img.shape
+        field = rng.uniform(-1, 1, size=(2, h, w)).astype(np.float32)
+        dx, dy = (cv2.GaussianBlur(f, (0, 0), self.elastic_sigma) for f in field)
+        peak = max(float(np.abs(dx).max()), float(np.abs(dy).max()), 1e-6)
+        dx *= self.elastic / peak
+        dy *= self.elastic / peak
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = gx + dx, gy + dy
+        img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        mask = cv2.remap(mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        return img, mask
 
 
 NO_AUGMENT = Augment(shift=0, scale=0, rotate_deg=0, flip=False, gain=0, gamma=0, speckle=0)

@@ -85,11 +85,16 @@ class AugmentConfig(_S):
     gain: float = Field(0.2, ge=0, le=1)
     gamma: float = Field(0.2, ge=0, le=1)
     speckle: float = Field(0.1, ge=0, le=1)
+    elastic: float = Field(0.0, ge=0, le=20, description="peak elastic displacement, pixels at model size (0 = off)")
+    elastic_sigma: float = Field(8.0, gt=0, le=50, description="smoothness of the elastic field, pixels")
 
     def build(self) -> Augment | None:
         if not self.enabled:
             return None
-        return Augment(self.shift, self.scale, self.rotate_deg, self.flip, self.gain, self.gamma, self.speckle)
+        return Augment(
+            self.shift, self.scale, self.rotate_deg, self.flip, self.gain, self.gamma, self.speckle,
+            self.elastic, self.elastic_sigma,
+        )
 
 
 class OptimConfig(_S):

@@ -97,6 +97,26 @@ def test_augment_keeps_mask_aligned_with_image():
         assert inter / max((m > 0.5).sum(), 1) > 0.9
 
 
+def test_elastic_warp_is_bounded_smooth_and_keeps_mask_aligned():
+    img = np.full((96, 128), 20, np.uint8)
+    img[30:50, 40:70] = 220
+    mask = np.zeros((96, 128), np.float32)
+    mask[30:50, 40:70] = 1.0
+    aug = Augment(shift=0, scale=0, rotate_deg=0, flip=False, gain=0, gamma=0, speckle=0, elastic=4.0)
+    rng = np.random.default_rng(5)
+    changed = 0
+    for _ in range(5):
+        a, m = aug(img, mask, rng)
+        changed += not np.array_equal(m, mask)
+        # aligned: the warped bright block is where the warped mask is
+        assert ((a > 120) == (m > 0.5)).mean() > 0.99
+        # bounded: nothing moves further than the 4-pixel peak displacement
+        grown = cv2.dilate(mask, np.ones((11, 11), np.uint8))
+        shrunk = cv2.erode(mask, np.ones((11, 11), np.uint8))
+        assert (m[grown == 0] <= 0.01).all() and (m[shrunk > 0] >= 0.99).all()
+    assert changed == 5
+
+
 def test_augment_photometric_changes_only_intensity():
     rng = np.random.default_rng(0)
     img = rng.integers(30, 200, (96, 128)).astype(np.uint8)
