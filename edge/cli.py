@@ -5,11 +5,14 @@ Library code raises; this module decides messages and exit codes:
     0  finished (frame limit reached, source ended, or stopped by SIGTERM/SIGINT)
     1  unexpected internal error (a bug: the traceback is logged)
     2  bad command line or config (the message names the key), or a workstation
-       command (train, convert, eval of a .keras) run without TensorFlow installed
+       command (train, convert, eval of a .keras) run without TensorFlow installed;
+       calibrate: frames it cannot calibrate on (blank, identical, no image region,
+       ROI outside the frame)
     3  model file or model spec missing, corrupt or inconsistent
     4  source cannot be opened (bad path, missing package); an unplugged
        capture card is not an error: it is retried forever
     5  sink cannot be opened or written (no framebuffer access, no display)
+    6  review --fail-on-disagree: the other model disagreed on some frame
 
 Subcommands that need TensorFlow (train, eval, convert) import it lazily so
 that `nerveseg run` works on a device without it.
@@ -33,6 +36,10 @@ from edge.types import Stats
 logger = logging.getLogger("nerveseg")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_SINK = 0, 1, 2, 3, 4, 5
+EXIT_DISAGREE = 6
+# Where the appliance keeps its health file: edge.health.DEFAULT_STATUS_FILE, spelled out here because
+# importing edge.health loads OpenCV, and every command (even --version) builds the parser.
+STATUS_FILE = "/run/nerveseg/status.json"
 _EXIT_FOR = ((ConfigError, EXIT_CONFIG), (ModelError, EXIT_MODEL), (SourceError, EXIT_SOURCE), (SinkError, EXIT_SINK))
 
 
@@ -56,12 +63,34 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
+    from edge.notify import notify_stopping
+
     def handler(signum: int, _frame: Any) -> None:
-        logger.info("received %s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        logger.info("received %s: stopping", name)
         stop.set()
+        # Under systemd: say STOPPING=1 now, not after the capture thread has been joined.
+        notify_stopping(f"stopping ({name})")
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
+
+
+def _install_record_toggle(observers: Any) -> None:
+    """SIGUSR1 toggles manual recording (``kill -USR1 PID``, ``systemctl kill -s USR1 nerveseg``).
+
+    Installed whatever the mode, so a stray SIGUSR1 never kills the appliance (its
+    default action); the recorder says in the log when a toggle does not apply.
+    """
+    targets = [o for o in observers if hasattr(o, "request_toggle")]
+
+    def handler(_signum: int, _frame: Any) -> None:
+        for t in targets:
+            t.request_toggle()  # only bumps a counter: safe here
+        if not targets:
+            logger.info("received SIGUSR1: recording is off (record.mode), ignored")
+
+    signal.signal(signal.SIGUSR1, handler)
 
 
 def _open_runner(cfg: Config):
@@ -86,11 +115,19 @@ def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, o
     from edge.sinks import open_sink
     from edge.sources import open_source
 
+    profile = None
+    if cfg.profile:
+        from edge.profile import load_profile
+
+        profile = load_profile(cfg.profile)  # the site profile supplies the ROI (and flips)
     runner = _open_runner(cfg)
     if observers is None:
         observers = observers_from_config(cfg)
     with open_source(cfg.source) as source, open_sink(cfg.sink, fps_hint=source.nominal_fps) as sink:
-        pipe = Pipeline(cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers)
+        pipe = Pipeline(
+            cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers,
+            roi=profile.image_roi if profile else None, flips=profile.flips if profile else (False, False),
+        )
         return pipe.run()
 
 
@@ -107,11 +144,43 @@ def _source_override(text: str | None) -> dict[str, Any]:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
-    print(f"OK: {args.file} is a valid nerveseg config")
+    if cfg.profile:
+        from edge.profile import load_profile
+
+        load_profile(cfg.profile)  # a broken site profile is a broken config
+    extra = f" (site profile {cfg.profile} valid)" if cfg.profile else ""
+    print(f"OK: {args.file} is a valid nerveseg config{extra}")
     if args.show:
         import yaml
 
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the health file of a running loop. 0: running and fresh; 1: missing, unreadable, stale or stopped."""
+    from edge.health import format_status, read_status, status_age_s
+
+    try:
+        status = read_status(args.file)
+    except (OSError, ValueError) as e:
+        print(f"nerveseg status: cannot read {args.file}: {e} (is the service running with health.status_file "
+              "set? systemctl status nerveseg)", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        import json
+
+        print(json.dumps(status, indent=1))
+    else:
+        print(format_status(status))
+    age = status_age_s(status)
+    if status.get("state") == "stopped":
+        print("nerveseg status: the loop has stopped", file=sys.stderr)
+        return EXIT_ERROR
+    if age is None or age > args.max_age:
+        print(f"nerveseg status: not updated for {'?' if age is None else f'{age:.0f}'} s "
+              f"(more than {args.max_age:g} s): the loop is hung or gone", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -127,7 +196,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or cfg.logging.level)
     stop = threading.Event()
     _install_signal_handlers(stop)
-    stats = run_pipeline(cfg, stop)
+    from edge.observers import observers_from_config
+
+    observers = observers_from_config(cfg)
+    _install_record_toggle(observers)
+    stats = run_pipeline(cfg, stop, observers=observers)
     logger.info("stopped after %d frames (%.1f fps, %d dropped)", stats.frames, stats.fps, stats.dropped)
     return EXIT_OK
 
@@ -211,6 +284,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from edge import review
+
+    _setup_logging(args.log_level or "WARNING")
+    session = review.load_session(args.session)
+    code = EXIT_OK
+    if args.export:
+        ex = review.export_session(session, args.export)
+        print(f"review {session.name}: {ex.frames} frames ({ex.nerve_frames} nerve) -> {ex.folder}")
+        for path in (ex.contact_sheet, ex.clip, ex.detections):
+            print(f"  {path}")
+    if args.model:
+        from edge.runner import ModelRunner
+
+        runner = ModelRunner(args.model, threads=args.threads)
+        threshold = review.DEFAULT_DICE_THRESHOLD if args.dice_threshold is None else args.dice_threshold
+        report = review.compare_session(session, runner, dice_threshold=threshold)
+        print(review.format_compare(report))
+        if args.export:
+            print(f"  per-frame CSV: {review.write_compare_csv(report, Path(args.export) / 'compare.csv')}")
+        if args.fail_on_disagree and report.disagreements:
+            code = EXIT_DISAGREE
+    if not args.export and not args.model:
+        print(f"review {session.name}: {review.play(session)} frames shown")
+    return code
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -272,10 +372,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(b)
     b.set_defaults(func=cmd_bench)
 
+    v = sub.add_parser("review", help="play back a recording with its overlay, export it, or re-run another model")
+    v.add_argument("session", help="a session folder (or a recordings folder: its newest session)")
+    v.add_argument("--export", metavar="DIR",
+                   help="headless: write contact_sheet.png, clip.mp4 and detections.csv (and compare.csv) into DIR")
+    v.add_argument("--model", metavar="M", help="re-run this .tflite over the recorded raw frames and report "
+                   "where it disagrees with the recording")
+    v.add_argument("--threads", type=int, default=2, help="interpreter threads for --model (default: %(default)s)")
+    v.add_argument("--dice-threshold", type=float, default=None, metavar="D",
+                   help="--model: masks with Dice below D disagree (default: 0.7)")
+    v.add_argument("--fail-on-disagree", action="store_true",
+                   help="--model: exit with code 6 when any frame disagrees (for scripted regression checks)")
+    add_common(v)
+    v.set_defaults(func=cmd_review)
+
     c = sub.add_parser("check-config", help="validate a config file: exit 0 if valid, 2 with the faults if not")
     c.add_argument("file")
     c.add_argument("--show", action="store_true", help="print the effective config, defaults included")
     c.set_defaults(func=cmd_check_config)
+
+    st = sub.add_parser("status", help="print the health file of the running loop (exit 0 running, 1 not)")
+    st.add_argument("--file", default=STATUS_FILE, help="status file (health.status_file; default %(default)s)")
+    st.add_argument("--json", action="store_true", help="print the file as JSON instead of a summary")
+    st.add_argument("--max-age", type=float, default=15.0, metavar="S",
+                    help="older than S seconds counts as hung or gone (default: %(default)s)")
+    st.set_defaults(func=cmd_status)
 
     _add_plugin_commands(sub)
     return p
@@ -305,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NervesegError as e:
-        code = next((c for cls, c in _EXIT_FOR if isinstance(e, cls)), EXIT_ERROR)
+        # plugin commands' own errors carry their code (calibrate: CalibrationError -> 2)
+        code = next((c for cls, c in _EXIT_FOR if isinstance(e, cls)), getattr(e, "exit_code", EXIT_ERROR))
         print(f"nerveseg {args.command}: {e}", file=sys.stderr)
         return code
     except KeyboardInterrupt:

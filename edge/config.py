@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.types import Roi
@@ -169,15 +169,72 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class RecordConfig(_Section):
+    """Recording for review (`edge.record`): when to record, where, and how much disk it may use."""
+
+    mode: Literal["off", "always", "on-detection", "manual"] = Field(
+        "off", description="off | always | on-detection (decision 'nerve') | manual (SIGUSR1, or 'r' in a window)"
+    )
+    dir: str = Field("/var/lib/nerveseg/recordings", min_length=1, description="one folder per session below this")
+    pre_roll_s: float = Field(3.0, ge=0, le=60, description="seconds before the trigger kept (ring buffer)")
+    post_roll_s: float = Field(3.0, ge=0, le=600, description="seconds recorded after the trigger ends")
+    max_gb: float = Field(10.0, gt=0, description="quota for all sessions; the oldest are deleted first")
+    max_days: float = Field(30.0, gt=0, description="sessions older than this are deleted")
+    full_frame: bool = Field(
+        False, description="also write the whole video-out frame (it may show patient details): full.mp4"
+    )
+    max_session_s: float = Field(600.0, gt=0, description="a longer session is closed and a new one begun")
+    min_free_mb: float = Field(200.0, ge=0, description="stop recording when the disk has less free space")
+    queue_frames: int = Field(64, ge=1, le=10000, description="frames waiting for the writer; more are dropped")
+    buffer_mb: float = Field(512.0, gt=0, description="memory cap of the pre-roll ring buffer")
+
+
+class HealthConfig(_Section):
+    """Health an engineer can read without a screen (`edge.health`), and the systemd watchdog (`edge.notify`)."""
+
+    status_file: str | None = Field(
+        None,
+        min_length=1,
+        description="JSON status file replaced atomically every interval_s; null = off "
+        "(the appliance config: /run/nerveseg/status.json)",
+    )
+    interval_s: float = Field(2.0, ge=0.1, le=3600, description="seconds between status file and metrics updates")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Prometheus text metrics on http://127.0.0.1:PORT/metrics (loopback only); null = off; "
+        "0 = any free port",
+    )
+    watchdog_during_outage: bool = Field(
+        True,
+        description="systemd watchdog: keep the heartbeat while a live source (v4l2, picamera2) visibly keeps "
+        "retrying after an unplug; false = heartbeat only while frames are processed",
+    )
+
+
 class Config(_Section):
     source: SourceConfig = SourceConfig()
     roi: RoiConfig | None = Field(None, description="ultrasound image inside the frame; null = whole frame")
+    profile: str | None = Field(
+        None, description="site profile YAML written by `nerveseg calibrate`; supplies the ROI (then leave roi unset)"
+    )
     model: ModelConfig = ModelConfig()
     presence: PresenceConfig = PresenceConfig()
     overlay: OverlayConfig = OverlayConfig()
     sink: SinkConfig = SinkConfig()
     loop: LoopConfig = LoopConfig()
     logging: LoggingConfig = LoggingConfig()
+    record: RecordConfig = RecordConfig()
+    health: HealthConfig = HealthConfig()
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_or_roi(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Two sources of the ROI would leave the reader guessing which one the box uses.
+        if v is not None and info.data.get("roi") is not None:
+            raise ValueError("roi and profile are both set; the site profile supplies the ROI: remove roi")
+        if v is not None and not v.strip():
+            raise ValueError("empty path; give the profile file or null")
+        return v
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:

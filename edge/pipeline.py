@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -138,8 +138,8 @@ class FrameEvent:
     frame: the captured frame; ``frame.image`` now carries the overlay as it was shown.
     roi_raw: the ROI crop as captured, before anything was drawn on it (a private copy),
         when some observer sets ``needs_raw``; else None.
-    model_input: the normalised (H, W) float32 model input (a view the loop reuses:
-        copy it to keep it).
+    model_input: the normalised (H, W) float32 model input, as the network saw it (mirrored
+        when the site profile flips) (a view the loop reuses: copy it to keep it).
     result / decision: the network's output and the smoothed verdict; None when the
         frame was not analysed (``state == "not_analysed"``).
     state: "live" | "stale" | "not_analysed".
@@ -237,6 +237,7 @@ class _Counters:
     frames: int = 0
     nerve_frames: int = 0
     stale_frames: int = 0
+    not_analysed_frames: int = 0  # shown without analysis (ROI does not fit): they count toward max_frames
 
 
 class Pipeline:
@@ -259,6 +260,7 @@ class Pipeline:
         roi: Roi | None = None,
         on_frame: Callable[[Frame, Result, Decision], None] | None = None,
         observers: Sequence[PipelineObserver] = (),
+        flips: tuple[bool, bool] = (False, False),
     ):
         self.cfg = cfg
         self.source = source
@@ -280,6 +282,10 @@ class Pipeline:
             # Sources that know where their image sits (the phantom's synthetic UI) say so.
             roi = getattr(source, "image_roi", None)
         self.roi = roi
+        # (horizontal, vertical) mirroring of the network input (site profile): the mask is mirrored back
+        # right after inference, so smoothing, overlay and screen stay in the machine's orientation.
+        self.flips = (bool(flips[0]), bool(flips[1]))
+        self._flip = (slice(None, None, -1 if flips[1] else 1), slice(None, None, -1 if flips[0] else 1))
         spec = runner.spec
         p = cfg.presence
         self.tracker = PresenceTracker(
@@ -300,6 +306,7 @@ class Pipeline:
         self.slot = LatestSlot(lossless=not drop_frames, stop=self.stop)
         self.capture = CaptureThread(source, self.slot, self.stop, self.timer)
         self._input = np.zeros((spec.preprocess.height, spec.preprocess.width), np.float32)
+        self._flipped = np.zeros_like(self._input)
         self._t_run0 = 0.0
         self._last_shape: tuple[int, int] | None = None
         self._roi_warned_shape: tuple[int, int] | None = None
@@ -320,7 +327,11 @@ class Pipeline:
         if sp.filter_at == "input":
             g = denoise(g, sp.filter, sp.filter_size, sp.filter_sigma)
             lap("denoise")
-        return normalise(g, sp.mean, sp.std, self._input)
+        x = normalise(g, sp.mean, sp.std, self._input)
+        if any(self.flips):
+            np.copyto(self._flipped, x[self._flip])
+            return self._flipped
+        return x
 
     def _roi_fits(self, image: np.ndarray) -> bool:
         h, w = image.shape[:2]
@@ -354,6 +365,7 @@ class Pipeline:
             self.overlay.draw(frame.image, Decision(False, 0.0, None), status)
             self.sink.show(frame.image)
             self.state = "not_analysed"
+            self.counters.not_analysed_frames += 1
             if self.observers:
                 self._notify_frame(FrameEvent(
                     seq=self.counters.frames, frame=frame, roi_raw=None, model_input=None, result=None,
@@ -367,6 +379,8 @@ class Pipeline:
         x = self._preprocess(frame.image)
         timer.lap("normalise")
         result = self.runner.infer(x)
+        if any(self.flips):
+            result = replace(result, mask=np.ascontiguousarray(result.mask[self._flip]))
         timer.lap("infer")
         decision = self.tracker.update(result)
         timer.lap("smooth")
@@ -490,7 +504,7 @@ class Pipeline:
                         no_signal = False
                     last_frame_t = now
                     self.process(frame)
-                    if max_frames and self.counters.frames >= max_frames:
+                    if max_frames and self.counters.frames + self.counters.not_analysed_frames >= max_frames:
                         break
                 if self.sink.stop_requested:
                     logger.info("stop requested from the display")

@@ -20,6 +20,7 @@ from edge.sinks.base import SinkBase
 logger = logging.getLogger(__name__)
 
 _QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27 = Esc
+_RECORD_KEYS = (ord("r"), ord("R"))  # toggles manual recording (edge.record polls record_toggle_requests)
 
 _NO_GUI_HINT = (
     "install 'opencv-python' instead of 'opencv-python-headless' "
@@ -45,7 +46,8 @@ def _has_display() -> bool:
 
 
 class WindowSink(SinkBase):
-    """Shows frames in a (full-screen) OpenCV window; 'q' or Esc, or closing the window, sets ``stop_requested``.
+    """Shows frames in a (full-screen) OpenCV window; 'q' or Esc, or closing the window, sets ``stop_requested``;
+    'r' counts up ``record_toggle_requests`` (manual recording on/off).
 
     Each ``show`` pumps the GUI event loop with ``cv2.waitKey(1)`` (~1 ms at least).
     """
@@ -54,6 +56,8 @@ class WindowSink(SinkBase):
         self.title = title
         self.fullscreen = fullscreen
         self.stop_requested = False
+        #: times the operator pressed 'r' (the recorder compares it with the count it has seen)
+        self.record_toggle_requests = 0
         self._open = False
         backend = gui_backend()
         if backend.upper().startswith("NONE"):
@@ -79,15 +83,22 @@ class WindowSink(SinkBase):
         if not self._open:
             raise SinkError(f"window {self.title!r} is closed")
         cv2.imshow(self.title, image)
-        key = cv2.waitKey(1)
-        if key != -1 and (key & 0xFF) in _QUIT_KEYS:
-            self.stop_requested = True
+        self._handle_key(cv2.waitKey(1))
         # The operator closed the window with the title-bar button: treat it as quit.
         try:
             if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
                 self.stop_requested = True
         except cv2.error:
             self.stop_requested = True
+
+    def _handle_key(self, key: int) -> None:
+        """React to one ``cv2.waitKey`` result (-1 = no key)."""
+        if key == -1:
+            return
+        if (key & 0xFF) in _QUIT_KEYS:
+            self.stop_requested = True
+        elif (key & 0xFF) in _RECORD_KEYS:
+            self.record_toggle_requests += 1
 
     def close(self) -> None:
         if self._open:

@@ -15,18 +15,10 @@ import pytest
 
 from edge.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SINK, EXIT_SOURCE, main
 from edge.models import default_model_path
+from tests.media import count_video_frames
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def test_demo_on_a_real_clip_writes_every_frame(tmp_path, lung_clips, capsys):
@@ -34,8 +26,8 @@ def test_demo_on_a_real_clip_writes_every_frame(tmp_path, lung_clips, capsys):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--source", str(clip), "--out", str(out)]) == EXIT_OK
     summary = capsys.readouterr().out
-    n_in = _count_frames(clip)
-    assert _count_frames(out) == n_in
+    n_in = count_video_frames(clip)
+    assert count_video_frames(out) == n_in
     assert f"frames processed : {n_in}" in summary
     assert "end-to-end fps" in summary and "infer" in summary and "nerve frames" in summary
 
@@ -46,7 +38,7 @@ def test_demo_phantom_at_1080p(tmp_path, capsys):
     cap = cv2.VideoCapture(str(out))
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1920, 1080)
     cap.release()
-    assert _count_frames(out) == 12
+    assert count_video_frames(out) == 12
     assert "frames processed : 12" in capsys.readouterr().out
 
 

@@ -214,6 +214,15 @@ def test_phantom_ui_image_roi_is_used(runner):
         assert pipe.run(max_frames=3).frames == 3
 
 
+def test_frame_limit_counts_frames_shown_without_analysis(runner):
+    # `nerveseg run --frames N` must end even when no frame can be analysed (ROI does not fit).
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, roi={"x": 0, "y": 0, "w": 4000, "h": 10})
+    sink = RecordingSink()
+    with open_source(cfg.source) as src:
+        stats = Pipeline(cfg, src, runner, sink, drop_frames=False).run(max_frames=7)
+    assert stats.frames == 0 and len(sink.shown) == 7
+
+
 def test_configured_roi_that_does_not_fit_shows_picture_without_analysis(runner):
     cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, roi={"x": 0, "y": 0, "w": 4000, "h": 10})
     sink = RecordingSink()
@@ -347,7 +356,7 @@ def test_observers_see_every_frame_with_the_raw_roi_and_timings(lung_clips, runn
     assert w.calls[0] == "start" and w.calls[-1] == "stop" and w.calls.count("frame") == 12
     assert w.stats is stats
     assert [e.seq for e in w.events] == list(range(12))
-    for e, orig, shown in zip(w.events, originals, sink.shown):
+    for e, orig, shown in zip(w.events, originals, sink.shown, strict=True):
         np.testing.assert_array_equal(e.roi_raw, orig[20:140, 10:160])
         assert not np.shares_memory(e.roi_raw, e.frame.image)
         np.testing.assert_array_equal(e.frame.image, shown)  # the annotated picture as displayed

@@ -1,0 +1,1035 @@
+"""Recording for review: keep what the box saw, off the hot path, within a disk quota.
+
+`Recorder` is a `edge.pipeline.PipelineObserver`. Its ``on_frame`` runs on the
+processing thread and only *enqueues*: a small record holding references to
+arrays the loop hands over for good (the private ROI copy, the model's mask,
+the full frame when opted in) plus a copy of the 96x128 model input. Everything
+else (pre-roll ring, trigger logic, PNG and mp4 encoding, file writes, quota and
+retention) happens on the recorder's own thread. When that thread falls behind
+(slow SD card, big ROI) the bounded queue is full and frames are dropped and
+counted; the overlay never waits for the disk.
+
+One folder per session under ``record.dir``, named by its UTC start time
+(``20250314T101502.123Z``), mode 0700, every file 0600::
+
+    manifest.json   config, calibration profile (path, sha256), model (hash, spec), software, start/stop
+    frames.jsonl    one line per recorded frame: seq, capture time, p_nerve, decision, stage ms, model id
+    raw/000000.png  the ROI crop as captured (lossless; 1-channel when the three channels are equal)
+    masks/000000.png the network's probability mask at model size, round(p * 255)
+    annotated.mp4   the ROI with the overlay (outline, verdict, STALE), drawn by the live overlay code
+    full.mp4        only with ``record.full_frame``: the whole video-out frame as shown
+
+The full video-out frame carries the machine's user interface, often with patient
+details: it is written only when the config opts in. Blanking regions from the
+calibration profile (full-frame pixels) are zeroed in every image written.
+
+A frame is "recorded" once its JSONL line is written (last, after its images), so
+the JSONL, the PNGs and the manifest's ``frames`` agree even after a full disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import platform
+import queue
+import re
+import shutil
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from edge import __version__
+from edge.config import RecordConfig
+from edge.overlay import Overlay, OverlayStatus
+from edge.pipeline import FrameEvent, PipelineObserver
+from edge.spec import sha256_file
+from edge.types import Decision, Roi
+
+if TYPE_CHECKING:
+    from edge.pipeline import Pipeline
+    from edge.types import Stats
+
+logger = logging.getLogger(__name__)
+
+SESSION_FORMAT = "nerveseg-recording/1"
+MANIFEST_FILE = "manifest.json"
+FRAMES_FILE = "frames.jsonl"
+RAW_DIR = "raw"
+MASK_DIR = "masks"
+ANNOTATED_FILE = "annotated.mp4"
+FULL_FILE = "full.mp4"
+NOTICE_KEY = "record"
+TOGGLE_KEY = "r"  # window sink: this key toggles manual recording
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fastest zlib level: the writer's time, not the disk, is scarce
+_SESSION_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z(?:-\d+)?$")
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FREE_CHECK_S = 1.0  # free-space check while recording
+_RETENTION_EVERY_S = 60.0
+_CLOSE_TIMEOUT_S = 10.0  # on_stop waits this long for the queue to drain
+
+
+# -- files: private, checked, removable ----------------------------------------------------------
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (parents too) with mode 0700, whatever the umask; existing folders are left alone."""
+    if path.is_dir():
+        return
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, DIR_MODE)
+        os.chmod(path, DIR_MODE)  # the umask may have removed bits, never added: make it exact
+
+
+def _open_new(path: Path, extra_flags: int = 0) -> int:
+    """Create a new file with mode 0600 (O_EXCL: never write through a planted file or link)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | extra_flags, FILE_MODE)
+
+
+def write_private(path: Path, data: bytes) -> int:
+    """Write ``data`` to a new file ``path`` with mode 0600; returns bytes written.
+
+    Raises OSError as the kernel reports it (ENOSPC on a full disk). A file left
+    half-written by an error is removed, so what exists on disk is complete.
+    """
+    fd = _open_new(path)
+    try:
+        _write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return len(data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _replace_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data`` (0600). On a full disk, rewrite in place instead:
+    truncating first frees the old blocks, so a manifest update usually still fits."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        write_private(tmp, data)
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in _DISK_FULL_ERRNOS:
+            raise
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS
+
+
+# -- sessions on disk: names, sizes, retention ---------------------------------------------------
+
+
+def session_start(name: str) -> datetime | None:
+    """UTC start time encoded in a session folder's name, or None when the name is not a session's."""
+    m = _SESSION_RE.match(name)
+    if not m:
+        return None
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+
+
+def _session_name(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def list_sessions(root: Path) -> list[Path]:
+    """Session folders under ``root``, oldest first (by the start time in the name).
+
+    Only folders whose names parse as session names count: anything else in
+    ``root`` is never touched by retention.
+    """
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return []
+    found = [
+        (start, e.name)
+        for e in entries
+        if e.is_dir(follow_symlinks=False) and (start := session_start(e.name)) is not None
+    ]
+    return [root / name for _, name in sorted(found)]
+
+
+def dir_size(path: Path) -> int:
+    """Bytes in the files under ``path`` (apparent sizes; 0 when it vanished meanwhile)."""
+    total = 0
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return 0
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                total += dir_size(Path(e.path))
+            else:
+                total += e.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def apply_retention(
+    root: Path,
+    max_bytes: float,
+    max_age_s: float,
+    now: datetime | None = None,
+    keep: Iterable[Path] = (),
+    extra_bytes: int = 0,
+    sizes: dict[str, int] | None = None,
+) -> list[Path]:
+    """Delete whole sessions under ``root``: first those older than ``max_age_s``, then the
+    oldest ones while the total exceeds ``max_bytes``. Returns the deleted folders, oldest first.
+
+    keep: sessions never deleted (the one being written). extra_bytes: bytes of kept
+    sessions not yet on disk. sizes: cache of finished sessions' sizes by name
+    (finished sessions do not change), updated in place.
+    """
+    now = now or datetime.now(timezone.utc)
+    keep_names = {Path(k).name for k in keep}
+    sizes = {} if sizes is None else sizes
+    sessions = list_sessions(root)
+    deleted: list[Path] = []
+    total = extra_bytes
+    candidates = []
+    for s in sessions:
+        if s.name not in sizes or s.name in keep_names:
+            sizes[s.name] = dir_size(s)
+        total += sizes[s.name]
+        if s.name not in keep_names:
+            candidates.append(s)
+    for s in candidates:  # oldest first
+        start = session_start(s.name)
+        too_old = start is not None and (now - start).total_seconds() > max_age_s
+        if not too_old and total <= max_bytes:
+            continue
+        try:
+            shutil.rmtree(s)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            logger.warning("retention: cannot delete %s: %s", s, e)
+            continue
+        total -= sizes.pop(s.name, 0)
+        deleted.append(s)
+        logger.info("retention: deleted session %s (%s)", s.name, "older than record.max_days" if too_old else
+                    "over record.max_gb")
+    return deleted
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def blank_in_roi(blank: Sequence[Roi], roi: Roi | None) -> list[tuple[int, int, int, int]]:
+    """Blanking rectangles (full-frame pixels) shifted into ``roi``'s crop, as (x0, y0, x1, y1).
+
+    Clipping to the crop's size happens in `apply_blank`, which sees the actual image.
+    """
+    ox, oy = (roi.x, roi.y) if roi is not None else (0, 0)
+    out = []
+    for b in blank:
+        x0, y0 = b.x - ox, b.y - oy
+        out.append((x0, y0, x0 + b.w, y0 + b.h))
+    return out
+
+
+def apply_blank(image: np.ndarray, rects: Sequence[tuple[int, int, int, int]]) -> None:
+    """Zero the rectangles (x0, y0, x1, y1) in ``image`` in place, clipped to it."""
+    h, w = image.shape[:2]
+    for x0, y0, x1, y1 in rects:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 > x0 and y1 > y0:
+            image[y0:y1, x0:x1] = 0
+
+
+def encode_raw(image: np.ndarray) -> tuple[bytes, int]:
+    """Lossless PNG of a captured image and its channel count as stored.
+
+    A BGR image whose three channels are equal (B-mode video usually is) is stored
+    as 1-channel gray: a third of the encoding time and size, and `load_raw`
+    restores the identical BGR array.
+    """
+    img = image
+    if img.ndim == 3 and img.shape[2] == 3 and np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(
+        img[:, :, 0], img[:, :, 2]
+    ):
+        img = np.ascontiguousarray(img[:, :, 0])
+    ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an image of shape {image.shape}")
+    return buf.tobytes(), 1 if img.ndim == 2 else img.shape[2]
+
+
+def load_raw(path: str | Path, channels: int = 3) -> np.ndarray:
+    """A recorded raw frame as captured: HxWx3 uint8 BGR (or HxW when it was captured gray and
+    ``channels`` is 1 for the source). Raises ValueError when the file is not a readable PNG."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read recorded frame {path}")
+    if img.ndim == 2 and channels == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)  # exact replication of the gray channel
+    return img
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """PNG of a probability mask in [0, 1] as uint8 ``round(p * 255)``.
+
+    ``>= 128`` in the file is exactly ``p >= 0.5`` before rounding (ties aside).
+    """
+    m = np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", m, _PNG_PARAMS)
+    if not ok:
+        raise ValueError(f"PNG encoding failed for a mask of shape {mask.shape}")
+    return buf.tobytes()
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """A recorded mask as float32 probabilities in [0, 1] (model size)."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise ValueError(f"cannot read recorded mask {path}")
+    return m.astype(np.float32) / 255.0
+
+
+def render_annotated(
+    overlay: Overlay,
+    image: np.ndarray,
+    nerve: bool,
+    p_nerve: float,
+    mask: np.ndarray | None,
+    state: str,
+    fps: float,
+    latency_ms: float,
+    untrained: bool,
+    model_name: str,
+    message: str | None = None,
+) -> np.ndarray:
+    """Draw the verdict on a ROI-sized image with the live overlay's code; returns the BGR image.
+
+    ``overlay`` must have been made with ``roi=None`` (the image *is* the ROI). The
+    outline pixels equal the live display's inside the ROI (the contour mapping is
+    the same up to an integer shift); the status text is laid out for the ROI's size.
+    Draws in place when ``image`` is BGR; a gray image is converted first.
+    """
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    st = state if state in ("live", "stale") else "not_analysed"
+    status = OverlayStatus(state=st, fps=fps, latency_ms=latency_ms, untrained=untrained, model_name=model_name,
+                           message=message)
+    return overlay.draw(image, Decision(nerve, p_nerve, mask if nerve else None), status)
+
+
+def pad_even(image: np.ndarray) -> np.ndarray:
+    """``image`` with one black row/column added where its height/width is odd.
+
+    MPEG-4 encoders need even sizes and FFmpeg silently drops the last odd row or
+    column: padding keeps every pixel of the ROI in the video.
+    """
+    h, w = image.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return image
+    return cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
+
+
+def video_fps(fps: float) -> float:
+    """A container rate MPEG-4 accepts: whole frames per second, 1-240 (its timebase
+    denominator must stay below 65536, so 548.442 fps would fail to open)."""
+    return float(min(max(round(fps), 1), 240))
+
+
+def _utc_iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- the recorder ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Item:
+    """One frame on its way from the processing thread to the writer (arrays owned by the item)."""
+
+    seq: int
+    source_seq: int
+    t_ns: int  # capture time, monotonic ns
+    raw: np.ndarray | None  # ROI crop as captured (private copy from the pipeline); None = not analysed
+    full: np.ndarray | None  # the whole annotated frame as shown (only with full_frame)
+    model_input: np.ndarray | None  # copy of the normalised input
+    mask: np.ndarray | None  # network output at model size (owned by the Result)
+    shown_mask: np.ndarray | None  # smoothed mask the overlay drew (owned by the Decision)
+    p_nerve: float | None
+    nerve: bool
+    state: str
+    stages_ms: dict[str, float]
+    latency_ms: float
+    toggles: int  # manual toggle requests that arrived before this frame
+    frame_size: tuple[int, int]  # (w, h) of the video-out frame
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.raw, self.full, self.model_input) if a is not None)
+
+
+class _Session:
+    """The open files of one recording session (writer thread only)."""
+
+    def __init__(self, path: Path, started_ns: int, t0_ns: int):
+        self.path = path
+        self.started_ns = started_ns  # wall clock
+        self.t0_ns = t0_ns  # capture time of its first frame (monotonic)
+        self.frames = 0
+        self.pre_roll = 0
+        self.dropped_at_start = 0
+        self.bytes = 0
+        self.jsonl_fd: int | None = None
+        self.annotated: cv2.VideoWriter | None = None
+        self.annotated_size: tuple[int, int] | None = None
+        self.annotated_frames = 0
+        self.full: cv2.VideoWriter | None = None
+        self.full_size: tuple[int, int] | None = None
+        self.full_frames = 0
+        self.manifest: dict[str, Any] = {}
+
+
+class Recorder(PipelineObserver):
+    """Records sessions of the live loop for review (see the module doc for the layout).
+
+    cfg: the ``record`` section (mode, dir, pre/post roll, quota, retention, full_frame).
+    blank: regions to zero in everything written, in full video-out frame pixels
+        (from the calibration profile's ``blank_rois``).
+    profile_path: the calibration profile in use, recorded in the manifest with its sha256.
+
+    Modes: ``always`` records from the first frame; ``on-detection`` starts when the
+    decision becomes "nerve" and stops ``post_roll_s`` after it is "no nerve" again;
+    ``manual`` is toggled by `request_toggle` (SIGUSR1 in `nerveseg run`) or the window
+    sink's ``r`` key. A start includes the pre-roll: the frames captured within
+    ``pre_roll_s`` before the triggering frame (never frames already written).
+
+    Thread use: ``on_*`` and `request_toggle` may be called from the processing thread
+    (and a signal handler); `health` from any thread.
+    """
+
+    name = "recorder"
+
+    def __init__(self, cfg: RecordConfig, blank: Sequence[Roi] = (), profile_path: str | Path | None = None):
+        if cfg.mode == "off":
+            raise ValueError("Recorder needs record.mode always, on-detection or manual, not off")
+        self.cfg = cfg
+        self.root = Path(cfg.dir).expanduser()
+        self.blank = tuple(blank)
+        self.profile_path = Path(profile_path) if profile_path else None
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=cfg.queue_frames)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # hot-path side (processing thread / signal handler)
+        self._toggle_requests = 0  # incremented by request_toggle (a plain int: safe in a signal handler)
+        self._toggles_seen = 0
+        self._sink_toggles_seen = 0
+        self._carry_toggles = 0
+        self._offer_ns_total = 0
+        self._offer_ns_max = 0
+        self._offers = 0
+        self._notice_shown: str | None = None
+        # shared counters (written by one thread each, read by health())
+        self.frames_dropped = 0  # queue full: the writer was behind
+        self.frames_written = 0
+        self.bytes_written = 0
+        self.sessions_started = 0
+        self.state = "off"  # off | idle | recording | stopped_disk_full | error
+        self.last_error: str | None = None
+        self._notice: str | None = None  # what the writer wants on screen
+        # writer side
+        self._session: _Session | None = None
+        self._ring: deque[_Item] = deque()
+        self._ring_bytes = 0
+        self._manual_on = False
+        self._off_since_ns: int | None = None
+        self._last_t_ns: int | None = None
+        self._fps_est: float | None = None
+        self._sizes: dict[str, int] = {}
+        self._other_bytes = 0
+        self._next_free_check = 0.0
+        self._next_retention = 0.0
+        self._ignored_toggle_logged = False
+        self._ring_truncated_logged = False
+        self._pre_ns = int(cfg.pre_roll_s * 1e9)
+        self._post_ns = int(cfg.post_roll_s * 1e9)
+        self._max_session_ns = int(cfg.max_session_s * 1e9)
+        self._max_bytes = cfg.max_gb * 1e9
+        self._max_age_s = cfg.max_days * 86400.0
+        self._buffer_bytes = int(cfg.buffer_mb * 1e6)
+        self._min_free = cfg.min_free_mb * 1e6
+        self._profile_sha256: str | None = None
+        # filled in on_start
+        self._roi: Roi | None = None
+        self._blank_roi: list[tuple[int, int, int, int]] = []
+        self._blank_full: list[tuple[int, int, int, int]] = [(b.x, b.y, b.x + b.w, b.y + b.h) for b in self.blank]
+        self._wall_offset_ns = 0
+        self._info: dict[str, Any] = {}
+        self._overlay: Overlay | None = None
+        self._nominal_fps: float | None = None
+
+    # -- PipelineObserver ---------------------------------------------------------------------
+
+    @property
+    def needs_raw(self) -> bool:  # type: ignore[override]
+        # No ROI copy per frame while recording is stopped (full disk, error) or not running.
+        return self.state in ("idle", "recording")
+
+    def request_toggle(self) -> None:
+        """Toggle manual recording (safe to call from a signal handler: only bumps a counter)."""
+        self._toggle_requests += 1
+
+    def on_start(self, pipeline: Pipeline) -> None:
+        self._roi = pipeline.roi
+        self._blank_roi = blank_in_roi(self.blank, self._roi)
+        self._wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        self._sink_toggles_seen = int(getattr(pipeline.sink, "record_toggle_requests", 0))
+        self._nominal_fps = getattr(pipeline.source, "nominal_fps", None)
+        runner = pipeline.runner
+        spec = runner.spec
+        sha = getattr(runner, "sha256", None) or sha256_file(runner.model_path)
+        self._info = {
+            "config": pipeline.cfg.model_dump(mode="json"),
+            "model": {
+                "id": f"{spec.name}@{sha[:12]}",
+                "name": spec.name,
+                "path": str(runner.model_path),
+                "sha256": sha,
+                "spec_tflite_sha256": spec.tflite_sha256,
+                "quantization": spec.quantization,
+                "untrained": spec.untrained,
+                "preprocess": spec.preprocess.model_dump(mode="json"),
+                "thresholds": {
+                    "presence_enter": pipeline.tracker.enter,
+                    "presence_exit": pipeline.tracker.exit,
+                    "mask": pipeline.overlay.mask_threshold,
+                },
+                "interpreter": runner.backend,
+                "threads": runner.threads,
+            },
+            "source": pipeline.source.describe(),
+            # (horizontal, vertical) mirroring of the network input from the site profile: the recorded
+            # raw frames and masks are in the machine's orientation, input_crc32 is of the mirrored input.
+            "flips": [bool(f) for f in getattr(pipeline, "flips", (False, False))],
+        }
+        # The writer's own overlay: same settings as the live one, drawing on ROI-sized images.
+        self._overlay = Overlay(pipeline.cfg.overlay, None, pipeline.overlay.mask_threshold)
+        self.state = "idle"
+        self._thread = threading.Thread(target=self._run, name="nerveseg-recorder", daemon=True)
+        self._thread.start()
+
+    def on_frame(self, pipeline: Pipeline, event: FrameEvent) -> None:
+        t0 = time.perf_counter_ns()
+        toggles = self._take_toggles(pipeline)
+        self._show_notice(pipeline)
+        if self.state not in ("idle", "recording") and not toggles:
+            return  # stopped: only a manual toggle (a retry) still has to reach the writer
+        d = event.decision
+        r = event.result
+        item = _Item(
+            seq=event.seq,
+            source_seq=event.frame.seq,
+            t_ns=event.frame.t_capture_ns,
+            raw=event.roi_raw,
+            # The loop hands the frame over for good after showing it (sources never reuse an array
+            # they returned), so a reference is enough: no 1080p copy on the hot path.
+            full=event.frame.image if self.cfg.full_frame and event.roi_raw is not None else None,
+            model_input=event.model_input.copy() if event.model_input is not None else None,
+            mask=r.mask if r is not None else None,
+            shown_mask=d.mask if d is not None else None,
+            p_nerve=r.p_nerve if r is not None else None,
+            nerve=bool(d.nerve) if d is not None else False,
+            state=event.state,
+            stages_ms=event.stages_ms,
+            latency_ms=event.latency_ms,
+            toggles=toggles,
+            frame_size=(event.frame.image.shape[1], event.frame.image.shape[0]),
+        )
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.frames_dropped += 1
+            self._carry_toggles += toggles  # a toggle must not be lost with the frame
+        dt = time.perf_counter_ns() - t0
+        self._offers += 1
+        self._offer_ns_total += dt
+        self._offer_ns_max = max(self._offer_ns_max, dt)
+
+    def on_idle(self, pipeline: Pipeline, no_signal: bool) -> None:
+        self._show_notice(pipeline)
+
+    def on_stop(self, pipeline: Pipeline, stats: Stats | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_CLOSE_TIMEOUT_S)
+            if self._thread.is_alive():
+                logger.warning("recorder: writer still busy after %.0f s (slow disk?); %d frames left unwritten",
+                               _CLOSE_TIMEOUT_S, self._queue.qsize())
+        pipeline.notices.pop(NOTICE_KEY, None)
+        self._notice_shown = None
+
+    def health(self) -> dict[str, Any]:
+        """JSON-able status for the health file: state, session, counts, last error, hot-path cost."""
+        s = self._session
+        return {
+            "name": self.name,
+            "mode": self.cfg.mode,
+            "state": self.state,
+            "dir": str(self.root),
+            "session": str(s.path) if s is not None else None,
+            "session_frames": s.frames if s is not None else 0,
+            "sessions_started": self.sessions_started,
+            "frames_written": self.frames_written,
+            "frames_dropped": self.frames_dropped,
+            "bytes_written": self.bytes_written,
+            "queue": self._queue.qsize(),
+            "offer_ms_mean": round(self._offer_ns_total / self._offers / 1e6, 4) if self._offers else None,
+            "offer_ms_max": round(self._offer_ns_max / 1e6, 3) if self._offers else None,
+            "last_error": self.last_error,
+        }
+
+    # -- hot-path helpers ----------------------------------------------------------------------
+
+    def _take_toggles(self, pipeline: Pipeline) -> int:
+        n = self._carry_toggles
+        self._carry_toggles = 0
+        req = self._toggle_requests
+        if req != self._toggles_seen:
+            n += req - self._toggles_seen
+            self._toggles_seen = req
+        sink_req = int(getattr(pipeline.sink, "record_toggle_requests", 0))
+        if sink_req != self._sink_toggles_seen:
+            n += sink_req - self._sink_toggles_seen
+            self._sink_toggles_seen = sink_req
+        return n
+
+    def _show_notice(self, pipeline: Pipeline) -> None:
+        # notices is read by the processing thread: only that thread changes it (here).
+        text = self._notice
+        if text != self._notice_shown:
+            if text:
+                pipeline.notices[NOTICE_KEY] = text
+            else:
+                pipeline.notices.pop(NOTICE_KEY, None)
+            self._notice_shown = text
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            make_private_dir(self.root)
+            if self.profile_path is not None:
+                try:
+                    self._profile_sha256 = sha256_file(self.profile_path)
+                except OSError as e:
+                    logger.warning("recorder: cannot hash calibration profile %s: %s", self.profile_path, e)
+            self._retention()
+            logger.info("recorder: mode %s into %s (pre-roll %.1f s, post-roll %.1f s, quota %.3g GB, %g days)",
+                        self.cfg.mode, self.root, self.cfg.pre_roll_s, self.cfg.post_roll_s, self.cfg.max_gb,
+                        self.cfg.max_days)
+        except Exception as e:  # noqa: BLE001 - recording fails, the live overlay must not
+            self._fail(e)
+        while True:
+            try:
+                item = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+                self._periodic()
+                continue
+            try:
+                self._handle(item)
+                self._periodic()
+            except Exception as e:  # noqa: BLE001
+                if is_disk_full(e):
+                    self._disk_full(e)
+                else:
+                    self._fail(e)
+        try:
+            self._close_session("loop ended")
+        except Exception as e:  # noqa: BLE001
+            logger.error("recorder: closing the session failed: %s", e)
+        if self.state in ("idle", "recording"):
+            self.state = "off"
+
+    def _want(self, item: _Item) -> bool:
+        mode = self.cfg.mode
+        if mode == "always":
+            return True
+        if mode == "on-detection":
+            return item.nerve
+        return self._manual_on
+
+    def _handle(self, item: _Item) -> None:
+        for _ in range(item.toggles):
+            self._toggle()
+        self._track_fps(item.t_ns)
+        if self.state not in ("idle", "recording"):
+            return  # stopped (disk full / error): the item is discarded
+        want = self._want(item) and item.raw is not None
+        s = self._session
+        if s is not None:
+            if want:
+                self._off_since_ns = None
+            elif self._off_since_ns is None:
+                self._off_since_ns = item.t_ns
+            if self._off_since_ns is not None and item.t_ns - self._off_since_ns >= self._post_ns:
+                self._close_session("trigger ended (post-roll done)")
+            else:
+                if item.raw is None:
+                    return
+                if item.t_ns - s.t0_ns >= self._max_session_ns:
+                    self._close_session("record.max_session_s reached")
+                    self._open_session(item, reason="continued")
+                self._write(item, pre_roll=False)
+                return
+        if want:
+            self._open_session(item, reason={"always": "always", "on-detection": "nerve detected"}.get(
+                self.cfg.mode, "manual"))
+            if self._session is not None:
+                self._write(item, pre_roll=False)
+        else:
+            self._ring_add(item)
+
+    def _toggle(self) -> None:
+        if self.cfg.mode != "manual":
+            if not self._ignored_toggle_logged:
+                logger.info("recorder: toggle ignored: record.mode is %s, not manual", self.cfg.mode)
+                self._ignored_toggle_logged = True
+            return
+        self._manual_on = not self._manual_on
+        logger.info("recorder: manual recording %s", "on" if self._manual_on else "off (after post-roll)")
+        if self._manual_on and self.state == "stopped_disk_full":
+            logger.info("recorder: retrying after the full disk")
+            self.state = "idle"
+            self._set_notice(None)
+
+    def _track_fps(self, t_ns: int) -> None:
+        if self._last_t_ns is not None and t_ns > self._last_t_ns:
+            inst = 1e9 / (t_ns - self._last_t_ns)
+            self._fps_est = inst if self._fps_est is None else 0.9 * self._fps_est + 0.1 * inst
+        self._last_t_ns = t_ns
+
+    def _ring_add(self, item: _Item) -> None:
+        if item.raw is None or self._pre_ns <= 0:
+            return
+        ring = self._ring
+        while ring and ring[0].t_ns < item.t_ns - self._pre_ns:
+            self._ring_bytes -= ring.popleft().nbytes
+        ring.append(item)
+        self._ring_bytes += item.nbytes
+        while len(ring) > 1 and self._ring_bytes > self._buffer_bytes:
+            self._ring_bytes -= ring.popleft().nbytes
+            if not self._ring_truncated_logged:
+                logger.warning("recorder: pre-roll shortened to %d frames to stay within record.buffer_mb = %g",
+                               len(ring), self.cfg.buffer_mb)
+                self._ring_truncated_logged = True
+
+    def _set_notice(self, text: str | None) -> None:
+        self._notice = text
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def _free_bytes(self) -> float:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def _retention(self) -> None:
+        s = self._session
+        keep = [s.path] if s is not None else []
+        extra = s.bytes if s is not None else 0
+        apply_retention(self.root, self._max_bytes, self._max_age_s, keep=keep, extra_bytes=extra,
+                        sizes=self._sizes)
+        self._other_bytes = sum(v for k, v in self._sizes.items() if s is None or k != s.path.name)
+        self._next_retention = time.monotonic() + _RETENTION_EVERY_S
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_retention and self.state in ("idle", "recording"):
+            self._retention()
+        s = self._session
+        if s is not None and now >= self._next_free_check:
+            self._next_free_check = now + _FREE_CHECK_S
+            if self._free_bytes() < self._min_free:
+                self._disk_full(OSError(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} "
+                                                      "MB free"))
+
+    def _open_session(self, trigger: _Item, reason: str) -> None:
+        self._retention()
+        if self._free_bytes() < self._min_free:
+            raise OSError(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
+        started_ns = time.time_ns()
+        name = _session_name(datetime.fromtimestamp(started_ns / 1e9, timezone.utc))
+        path = self.root / name
+        k = 1
+        while path.exists():
+            path = self.root / f"{name}-{k}"
+            k += 1
+        pre = [it for it in self._ring if it.t_ns >= trigger.t_ns - self._pre_ns]
+        self._ring.clear()
+        self._ring_bytes = 0
+        t0 = pre[0].t_ns if pre else trigger.t_ns
+        make_private_dir(path)
+        os.mkdir(path / RAW_DIR, DIR_MODE)
+        os.mkdir(path / MASK_DIR, DIR_MODE)
+        for d in (path / RAW_DIR, path / MASK_DIR):
+            os.chmod(d, DIR_MODE)
+        s = _Session(path, started_ns, t0)
+        s.jsonl_fd = _open_new(path / FRAMES_FILE, os.O_APPEND)
+        s.dropped_at_start = self.frames_dropped
+        s.manifest = {
+            "format": SESSION_FORMAT,
+            "session": path.name,
+            "started_utc": _utc_iso(started_ns),
+            "stopped_utc": None,
+            "stop_reason": None,
+            "trigger": {"mode": self.cfg.mode, "reason": reason, "seq": trigger.seq,
+                        "pre_roll_frames": len(pre)},
+            "frames": 0,
+            "frames_dropped": 0,
+            "fps": round(self._fps_est or self._nominal_fps or 30.0, 3),
+            "roi": None if self._roi is None else {"x": self._roi.x, "y": self._roi.y, "w": self._roi.w,
+                                                   "h": self._roi.h},
+            "frame_size": None,
+            "blank": [[b.x, b.y, b.w, b.h] for b in self.blank],
+            "full_frame": self.cfg.full_frame,
+            "files": {
+                "frames": FRAMES_FILE,
+                "raw": f"{RAW_DIR}/NNNNNN.png",
+                "masks": f"{MASK_DIR}/NNNNNN.png",
+                "annotated": ANNOTATED_FILE,
+                "full": FULL_FILE if self.cfg.full_frame else None,
+            },
+            "annotated_frames": 0,
+            "full_frames": 0 if self.cfg.full_frame else None,
+            "profile": None if self.profile_path is None else {"path": str(self.profile_path),
+                                                               "sha256": self._profile_sha256},
+            **self._info,
+            "software": {
+                "nerveseg": __version__,
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "opencv": cv2.__version__,
+            },
+        }
+        self._session = s
+        self._write_manifest(s)
+        self.sessions_started += 1
+        self.state = "recording"
+        self._off_since_ns = None
+        self._next_free_check = time.monotonic() + _FREE_CHECK_S
+        self._set_notice("REC")
+        logger.info("recording started: %s (%s; %d pre-roll frames)", path, reason, len(pre))
+        for it in pre:
+            self._write(it, pre_roll=True)
+        s.pre_roll = len(pre)
+
+    def _write_manifest(self, s: _Session) -> None:
+        data = (json.dumps(s.manifest, indent=1) + "\n").encode()
+        _replace_private(s.path / MANIFEST_FILE, data)
+
+    def _close_session(self, reason: str) -> None:
+        s = self._session
+        if s is None:
+            return
+        self._session = None
+        for w in (s.annotated, s.full):
+            if w is not None:
+                w.release()
+        if s.jsonl_fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(s.jsonl_fd)
+            os.close(s.jsonl_fd)
+        s.manifest.update({
+            "stopped_utc": _utc_iso(time.time_ns()),
+            "stop_reason": reason,
+            "frames": s.frames,
+            "frames_dropped": self.frames_dropped - s.dropped_at_start,
+            "annotated_frames": s.annotated_frames,
+            "full_frames": s.full_frames if self.cfg.full_frame else None,
+        })
+        try:
+            self._write_manifest(s)
+        except OSError as e:
+            logger.error("recorder: cannot update the manifest of %s (%s); frames.jsonl holds the %d frames",
+                         s.path, e, s.frames)
+        self._sizes[s.path.name] = dir_size(s.path)
+        self._other_bytes += self._sizes[s.path.name]
+        if self.state == "recording":
+            self.state = "idle"
+            self._set_notice(None)
+        self._off_since_ns = None
+        logger.info("recording stopped: %s (%s): %d frames (%d pre-roll), %d dropped", s.path, reason, s.frames,
+                    s.pre_roll, self.frames_dropped - s.dropped_at_start)
+
+    def _disk_full(self, e: BaseException) -> None:
+        self.last_error = f"disk full: {e}"
+        self.state = "stopped_disk_full"
+        self._set_notice("RECORDING STOPPED: DISK FULL")
+        logger.error("recording stopped: disk full under %s (%s); the live overlay runs on. Free space or lower "
+                     "record.max_gb, then restart (manual mode: toggle to retry)", self.root, e)
+        self._ring.clear()
+        self._ring_bytes = 0
+        with contextlib.suppress(Exception):
+            self._close_session("disk full")
+        self.state = "stopped_disk_full"
+
+    def _fail(self, e: BaseException) -> None:
+        self.last_error = f"{type(e).__name__}: {e}"
+        self.state = "error"
+        self._set_notice("RECORDING ERROR")
+        logger.error("recording stopped: %s; the live overlay runs on", self.last_error,
+                     exc_info=not isinstance(e, OSError))
+        self._ring.clear()
+        self._ring_bytes = 0
+        with contextlib.suppress(Exception):
+            self._close_session(f"error: {e}")
+        self.state = "error"
+
+    # -- one frame ------------------------------------------------------------------------------
+
+    def _open_video(self, path: Path, size: tuple[int, int]) -> cv2.VideoWriter | None:
+        # Create the file ourselves so it is 0600 whatever the umask; FFmpeg then truncates it.
+        os.close(_open_new(path))
+        fps = self._session.manifest["fps"] if self._session is not None else 30.0
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), video_fps(fps), size)
+        if not w.isOpened():
+            logger.warning("recorder: cannot open %s for mp4 writing; raw frames are still recorded", path)
+            return None
+        return w
+
+    def _write(self, item: _Item, pre_roll: bool) -> None:
+        s = self._session
+        assert s is not None and item.raw is not None and self._overlay is not None
+        i = s.frames
+        raw_rel = f"{RAW_DIR}/{i:06d}.png"
+        mask_rel = f"{MASK_DIR}/{i:06d}.png" if item.mask is not None else None
+        written: list[Path] = []
+        try:
+            # Other observers got the same arrays in their FrameEvent: blank and draw on our own copies.
+            raw = item.raw.copy()
+            apply_blank(raw, self._blank_roi)
+            png, channels = encode_raw(raw)
+            n = write_private(s.path / raw_rel, png)
+            written.append(s.path / raw_rel)
+            if mask_rel is not None:
+                n += write_private(s.path / mask_rel, encode_mask(item.mask))
+                written.append(s.path / mask_rel)
+            if s.manifest["frame_size"] is None:
+                s.manifest["frame_size"] = list(item.frame_size)
+            crc = zlib.crc32(item.model_input) if item.model_input is not None else None
+            line = {
+                "i": i,
+                "seq": item.seq,
+                "source_seq": item.source_seq,
+                "t_capture_ns": item.t_ns,
+                "t_capture": _utc_iso(item.t_ns + self._wall_offset_ns),
+                "p_nerve": None if item.p_nerve is None else round(item.p_nerve, 6),
+                "decision": "nerve" if item.nerve else "no_nerve",
+                "state": item.state,
+                "latency_ms": round(item.latency_ms, 3),
+                "stages_ms": {k: round(v, 3) for k, v in item.stages_ms.items()},
+                "model": self._info["model"]["id"],
+                "raw": raw_rel,
+                "raw_channels": channels,
+                "mask": mask_rel,
+                "input_crc32": crc,
+                "pre_roll": pre_roll,
+            }
+            data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+            # The video frame is drawn on the copy once its PNG is encoded.
+            annotated = render_annotated(
+                self._overlay, raw, item.nerve, item.p_nerve or 0.0, item.shown_mask, item.state,
+                self._fps_est or 0.0, item.latency_ms, self._info["model"]["untrained"], self._info["model"]["name"],
+            )
+            self._video_frame(s, annotated, full=False)
+            if item.full is not None:
+                full = item.full.copy()
+                apply_blank(full, self._blank_full)
+                self._video_frame(s, full, full=True)
+            assert s.jsonl_fd is not None
+            pos = os.lseek(s.jsonl_fd, 0, os.SEEK_END)
+            try:
+                _write_all(s.jsonl_fd, data)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(s.jsonl_fd, pos)  # no half line: the JSONL stays parseable
+                raise
+            n += len(data)
+        except BaseException:
+            for p in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+            raise
+        s.frames += 1
+        s.bytes += n
+        self.frames_written += 1
+        self.bytes_written += n
+        if self._other_bytes + s.bytes > self._max_bytes:
+            self._over_quota(item)
+
+    def _video_frame(self, s: _Session, image: np.ndarray, full: bool) -> None:
+        image = pad_even(image)
+        h, w = image.shape[:2]
+        writer, size = (s.full, s.full_size) if full else (s.annotated, s.annotated_size)
+        if size is None:
+            size = (w, h)
+            writer = self._open_video(s.path / (FULL_FILE if full else ANNOTATED_FILE), size)
+            if full:
+                s.full, s.full_size = writer, size
+            else:
+                s.annotated, s.annotated_size = writer, size
+        if writer is None:
+            return
+        if (w, h) != size:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        writer.write(image)
+        if full:
+            s.full_frames += 1
+        else:
+            s.annotated_frames += 1
+
+    def _over_quota(self, item: _Item) -> None:
+        """Over record.max_gb: delete the oldest finished sessions; if that is not enough, the
+        current session is closed and a new one begins (the next start deletes the oldest)."""
+        s = self._session
+        assert s is not None
+        s.bytes = dir_size(s.path)  # include the mp4s, which are not counted per frame
+        self._retention()
+        if self._other_bytes + s.bytes > self._max_bytes:
+            logger.warning("recorder: session %s alone exceeds record.max_gb = %g; closing it (lower "
+                           "record.max_session_s so sessions fit the quota several times)", s.path.name,
+                           self.cfg.max_gb)
+            self._close_session("record.max_gb reached")

@@ -1,0 +1,521 @@
+"""`nerveseg review SESSION`: look at a recording again, export it, or re-run another model over it.
+
+A session (see `edge.record`) holds the ROI crops as captured, the network's masks
+and one JSONL line per frame. Review re-draws the overlay from those with the live
+overlay code: the recorded verdict, and the network's own mask of that frame (the
+live outline was a running average of the last masks; the session's
+``annotated.mp4`` keeps that one exactly).
+
+- `play`: a window (needs an OpenCV build with a GUI, like the window sink), paced
+  by the recorded capture times; ``q``/Esc quits.
+- `export_session`: headless; writes ``contact_sheet.png``, ``clip.mp4`` (one frame
+  per recorded frame) and ``detections.csv`` into a folder.
+- `compare_session`: runs another ``.tflite`` over the recorded raw frames with the
+  same preprocessing the live loop uses (`edge.preprocess`) and lists the frames where
+  it disagrees with what the box said: a regression check on real recordings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.config import OverlayConfig, PresenceConfig
+from edge.errors import ConfigError
+from edge.overlay import Overlay
+from edge.preprocess import preprocess
+from edge.presence import PresenceTracker
+from edge.record import (
+    FRAMES_FILE,
+    MANIFEST_FILE,
+    SESSION_FORMAT,
+    list_sessions,
+    load_mask,
+    load_raw,
+    make_private_dir,
+    pad_even,
+    render_annotated,
+    video_fps,
+    write_private,
+)
+from edge.runner import ModelRunner
+from edge.spec import PreprocessSpec
+from edge.types import Result
+
+logger = logging.getLogger(__name__)
+
+SHEET_FRAMES = 24
+SHEET_COLUMNS = 6
+SHEET_TILE_W = 240
+DEFAULT_DICE_THRESHOLD = 0.7
+
+DETECTION_COLUMNS = ("i", "seq", "source_seq", "t_capture", "p_nerve", "decision", "state", "latency_ms",
+                     "mask_fraction", "pre_roll", "model")
+COMPARE_COLUMNS = ("i", "seq", "t_capture", "p_recorded", "p_new", "vote_recorded", "vote_new",
+                   "decision_recorded", "decision_new", "dice", "input_reproduced", "disagree", "reason")
+
+
+def _bad(msg: str) -> ConfigError:
+    return ConfigError("<command line>", [msg])
+
+
+# -- reading a session ---------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One recording session as read from disk.
+
+    frames: the JSONL records in order (``frames[k]["i"] == k``).
+    complete: the manifest was finalised (the session was closed, not cut off by a crash).
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    frames: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.get("stopped_utc") is not None
+
+    @property
+    def fps(self) -> float:
+        """Playback rate: the recorded rate, from capture times (else the manifest's estimate, else 30)."""
+        if len(self.frames) >= 2:
+            dt = (self.frames[-1]["t_capture_ns"] - self.frames[0]["t_capture_ns"]) / 1e9
+            if dt > 0:
+                return min(max((len(self.frames) - 1) / dt, 1.0), 240.0)
+        return float(self.manifest.get("fps") or 30.0)
+
+    def raw(self, rec: dict[str, Any]) -> np.ndarray:
+        """The recorded ROI crop of frame ``rec`` as captured (BGR), blanked regions zeroed."""
+        return load_raw(self.path / rec["raw"], channels=3)
+
+    def mask(self, rec: dict[str, Any]) -> np.ndarray | None:
+        """The network's probability mask of frame ``rec`` at model size, float32 (None if not recorded)."""
+        return load_mask(self.path / rec["mask"]) if rec.get("mask") else None
+
+    def overlay_config(self) -> OverlayConfig:
+        try:
+            return OverlayConfig.model_validate(self.manifest.get("config", {}).get("overlay", {}))
+        except Exception:  # noqa: BLE001 - a session from another version: draw with defaults
+            return OverlayConfig()
+
+    def presence_config(self) -> PresenceConfig:
+        try:
+            return PresenceConfig.model_validate(self.manifest.get("config", {}).get("presence", {}))
+        except Exception:  # noqa: BLE001
+            return PresenceConfig()
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Effective thresholds of the recorded run (presence_enter, presence_exit, mask)."""
+        t = self.manifest.get("model", {}).get("thresholds") or {}
+        return {"presence_enter": float(t.get("presence_enter", 0.6)), "presence_exit": float(t.get(
+            "presence_exit", 0.4)), "mask": float(t.get("mask", 0.5))}
+
+
+def resolve_session(path: str | Path) -> Path:
+    """``path`` itself when it is a session folder; the newest session when it is a recordings folder.
+
+    Raises `ConfigError` (exit code 2) naming the path otherwise.
+    """
+    p = Path(path).expanduser()
+    if (p / MANIFEST_FILE).is_file():
+        return p
+    if not p.is_dir():
+        raise _bad(f"session {p}: no such folder")
+    sessions = [s for s in list_sessions(p) if (s / MANIFEST_FILE).is_file()]
+    if not sessions:
+        raise _bad(f"session {p}: neither a recording session (no {MANIFEST_FILE}) nor a folder of sessions")
+    logger.info("newest session in %s: %s", p, sessions[-1].name)
+    return sessions[-1]
+
+
+def load_session(path: str | Path) -> Session:
+    """Read a session's manifest and frame records. Raises `ConfigError` when it is not a readable session.
+
+    A session cut off by a crash or a full disk is still readable: a truncated last
+    JSONL line is ignored, and the frame count comes from the JSONL.
+    """
+    p = resolve_session(path)
+    try:
+        manifest = json.loads((p / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise _bad(f"session {p}: cannot read {MANIFEST_FILE}: {e}") from None
+    if manifest.get("format") != SESSION_FORMAT:
+        raise _bad(f"session {p}: format {manifest.get('format')!r} is not {SESSION_FORMAT!r}")
+    frames: list[dict[str, Any]] = []
+    try:
+        lines = (p / FRAMES_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise _bad(f"session {p}: cannot read {FRAMES_FILE}: {e}") from None
+    for n, line in enumerate(lines):
+        try:
+            frames.append(json.loads(line))
+        except ValueError:
+            if n == len(lines) - 1:
+                logger.warning("session %s: last line of %s is incomplete (ignored)", p.name, FRAMES_FILE)
+            else:
+                raise _bad(f"session {p}: {FRAMES_FILE} line {n + 1} is not JSON") from None
+    s = Session(p, manifest, frames)
+    if s.complete and manifest.get("frames") != len(frames):
+        logger.warning("session %s: manifest says %s frames, %s holds %d", p.name, manifest.get("frames"),
+                       FRAMES_FILE, len(frames))
+    if not s.complete:
+        logger.warning("session %s was not closed (crash or full disk): %d frames readable", p.name, len(frames))
+    return s
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+
+class _Renderer:
+    """Draws recorded frames with the recorded run's overlay settings (one per session and thread)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.overlay = Overlay(session.overlay_config(), None, session.thresholds["mask"])
+        model = session.manifest.get("model", {})
+        self.untrained = bool(model.get("untrained", False))
+        self.model_name = str(model.get("name", ""))
+        self.fps = session.fps
+
+    def frame(self, rec: dict[str, Any]) -> np.ndarray:
+        s = self.session
+        return render_annotated(
+            self.overlay, s.raw(rec), rec.get("decision") == "nerve", float(rec.get("p_nerve") or 0.0), s.mask(rec),
+            rec.get("state", "live"), self.fps, float(rec.get("latency_ms", 0.0)), self.untrained, self.model_name,
+            message=f"REVIEW #{rec['i']} {rec.get('t_capture', '')}",
+        )
+
+    def frames(self) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+        for rec in self.session.frames:
+            yield rec, self.frame(rec)
+
+
+def play(session: Session, stop: threading.Event | None = None) -> int:
+    """Show the session in a window at its recorded pace; returns the frames shown.
+
+    Raises `edge.errors.SinkError` (exit code 5) with the window sink's explanation when
+    this OpenCV has no GUI or there is no display.
+    """
+    from edge.sinks.window import WindowSink
+
+    stop = stop or threading.Event()
+    shown = 0
+    with WindowSink(fullscreen=False, title=f"nerveseg review {session.name}") as win:
+        t_prev: int | None = None
+        due = time.monotonic()
+        for rec, img in _Renderer(session).frames():
+            if stop.is_set() or win.stop_requested:
+                break
+            t = int(rec["t_capture_ns"])
+            if t_prev is not None:
+                due += min(max((t - t_prev) / 1e9, 0.0), 1.0)  # a gap in the recording plays as 1 s at most
+                time.sleep(max(due - time.monotonic(), 0.0))
+            t_prev = t
+            win.show(img)
+            shown += 1
+    return shown
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    contact_sheet: Path
+    clip: Path
+    detections: Path
+    frames: int  # frames in the clip and rows in the CSV
+    nerve_frames: int
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write an export file: 0600 like the recording it comes from (it shows patient images)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    write_private(path, data)
+
+
+def _open_private_video(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    _replace(path, b"")
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), video_fps(fps), size)
+    if not w.isOpened():
+        raise OSError(f"cannot open {path} for mp4 writing ({size[0]}x{size[1]} @{fps:g} fps)")
+    return w
+
+
+def _sheet_indices(n: int, k: int) -> list[int]:
+    if n <= k:
+        return list(range(n))
+    return sorted({round(j * (n - 1) / (k - 1)) for j in range(k)})
+
+
+def _label(tile: np.ndarray, text: str, color: tuple[int, int, int]) -> None:
+    h = tile.shape[0]
+    bar = max(14, h // 10)
+    cv2.rectangle(tile, (0, h - bar), (tile.shape[1], h), (0, 0, 0), cv2.FILLED)
+    cv2.putText(tile, text, (3, h - bar // 4), cv2.FONT_HERSHEY_SIMPLEX, bar / 32.0, color, 1, cv2.LINE_AA)
+
+
+def contact_sheet(session: Session, thumbs: list[tuple[dict[str, Any], np.ndarray]]) -> np.ndarray:
+    """A grid of annotated thumbnails with their frame number and verdict under a header line."""
+    if not thumbs:
+        return np.zeros((60, SHEET_TILE_W * 2, 3), np.uint8)
+    th, tw = thumbs[0][1].shape[:2]
+    cols = min(SHEET_COLUMNS, len(thumbs))
+    rows = math.ceil(len(thumbs) / cols)
+    header = 28
+    sheet = np.zeros((header + rows * (th + 4), cols * (tw + 4), 3), np.uint8)
+    nerve = sum(r.get("decision") == "nerve" for r in session.frames)
+    model = session.manifest.get("model", {}).get("id", "?")
+    title = f"{session.name}  {len(session.frames)} frames, {nerve} nerve  model {model}"
+    cv2.putText(sheet, title, (4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    for k, (rec, img) in enumerate(thumbs):
+        r, c = divmod(k, cols)
+        y, x = header + r * (th + 4), c * (tw + 4)
+        tile = sheet[y : y + th, x : x + tw]
+        tile[:] = img
+        is_nerve = rec.get("decision") == "nerve"
+        _label(tile, f"#{rec['i']} {'NERVE' if is_nerve else 'none'} {float(rec.get('p_nerve') or 0):.2f}",
+               (0, 220, 255) if is_nerve else (255, 255, 255))
+    return sheet
+
+
+def export_session(session: Session, out_dir: str | Path, sheet_frames: int = SHEET_FRAMES) -> ExportResult:
+    """Write ``contact_sheet.png``, ``clip.mp4`` and ``detections.csv`` for ``session`` into ``out_dir``.
+
+    The clip has one frame per recorded frame (re-drawn overlay, at the recorded rate);
+    the CSV one row per recorded frame. ``out_dir`` is created (0700) when missing.
+    """
+    out = Path(out_dir).expanduser()
+    make_private_dir(out)
+    if not out.is_dir():
+        raise _bad(f"--export: {out} is not a folder")
+    clip_path, sheet_path, csv_path = out / "clip.mp4", out / "contact_sheet.png", out / "detections.csv"
+    renderer = _Renderer(session)
+    pick = set(_sheet_indices(len(session.frames), sheet_frames))
+    thumbs: list[tuple[dict[str, Any], np.ndarray]] = []
+    writer: cv2.VideoWriter | None = None
+    size: tuple[int, int] | None = None
+    buf = io.StringIO()
+    table = csv.writer(buf)
+    table.writerow(DETECTION_COLUMNS)
+    n = nerve = 0
+    try:
+        for rec, img in renderer.frames():
+            img = pad_even(img)
+            if writer is None:
+                size = (img.shape[1], img.shape[0])
+                writer = _open_private_video(clip_path, session.fps, size)
+            if (img.shape[1], img.shape[0]) != size:
+                img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+            writer.write(img)
+            n += 1
+            nerve += rec.get("decision") == "nerve"
+            if rec["i"] in pick:
+                scale = SHEET_TILE_W / img.shape[1]
+                thumbs.append((rec, cv2.resize(img, (SHEET_TILE_W, max(1, round(img.shape[0] * scale))),
+                                               interpolation=cv2.INTER_AREA)))
+            m = session.mask(rec)
+            frac = float((m >= renderer.overlay.mask_threshold).mean()) if m is not None else ""
+            table.writerow([rec["i"], rec["seq"], rec.get("source_seq"), rec.get("t_capture"), rec.get("p_nerve"),
+                            rec.get("decision"), rec.get("state"), rec.get("latency_ms"),
+                            f"{frac:.5f}" if frac != "" else "", rec.get("pre_roll"), rec.get("model")])
+    finally:
+        if writer is not None:
+            writer.release()
+    if writer is None:  # an empty session: still a valid (empty) export
+        _replace(clip_path, b"")
+    ok, png = cv2.imencode(".png", contact_sheet(session, thumbs))
+    if not ok:
+        raise OSError("contact sheet PNG encoding failed")
+    _replace(sheet_path, png.tobytes())
+    _replace(csv_path, buf.getvalue().encode())
+    return ExportResult(out, sheet_path, clip_path, csv_path, n, nerve)
+
+
+# -- another model over the recording ---------------------------------------------------------------
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks; 1.0 when both are empty."""
+    sa, sb = int(a.sum()), int(b.sum())
+    if sa + sb == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(a, b).sum()) / (sa + sb)
+
+
+@dataclass
+class CompareReport:
+    """Where a model re-run over a session disagrees with what the box said.
+
+    A frame disagrees when the per-frame presence votes differ (P >= each model's
+    ``enter`` threshold), or when both vote "nerve" and the masks' Dice is below
+    ``dice_threshold``. ``decision_*`` are the smoothed verdicts (hysteresis; the new
+    model's starts from a fresh state at the session's first frame), reported only.
+    """
+
+    session: str
+    model_recorded: str
+    model_new: str
+    dice_threshold: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return len(self.rows)
+
+    @property
+    def disagreements(self) -> int:
+        return sum(r["disagree"] for r in self.rows)
+
+    def count(self, reason: str) -> int:
+        return sum(r["reason"] == reason for r in self.rows)
+
+    @property
+    def decision_disagreements(self) -> int:
+        return sum(r["decision_recorded"] != r["decision_new"] for r in self.rows)
+
+    @property
+    def mean_dice_both_nerve(self) -> float | None:
+        d = [r["dice"] for r in self.rows if r["vote_recorded"] and r["vote_new"]]
+        return float(np.mean(d)) if d else None
+
+    @property
+    def inputs_checked(self) -> int:
+        return sum(r["input_reproduced"] is not None for r in self.rows)
+
+    @property
+    def inputs_reproduced(self) -> int:
+        return sum(r["input_reproduced"] is True for r in self.rows)
+
+
+def compare_session(session: Session, runner: ModelRunner, dice_threshold: float = DEFAULT_DICE_THRESHOLD,
+                    ) -> CompareReport:
+    """Run ``runner``'s model over every recorded raw frame and compare with the recorded outputs.
+
+    Preprocessing is `edge.preprocess.preprocess` with the new model's spec on the
+    recorded ROI crop (the crop *is* the ROI). The recorded run's thresholds come
+    from its manifest; the new model's from the recorded config's ``presence``
+    overrides, else its own spec. ``input_reproduced`` says whether preprocessing the
+    recorded raw frame with the *recorded* model's spec gives the exact model input
+    the box used (CRC-32 match): it checks the recording itself.
+    """
+    if not 0.0 <= dice_threshold <= 1.0:
+        raise _bad(f"--dice-threshold must be in [0, 1], got {dice_threshold}")
+    rec_t = session.thresholds
+    pres = session.presence_config()
+    spec = runner.spec
+    enter = pres.enter if pres.enter is not None else spec.thresholds.presence_enter
+    exit_ = pres.exit if pres.exit is not None else spec.thresholds.presence_exit
+    exit_ = min(exit_, enter)
+    mask_thr = pres.mask_threshold if pres.mask_threshold is not None else spec.thresholds.mask
+    tracker = PresenceTracker(enter, exit_, pres.min_frames_on, pres.min_frames_off, pres.mask_smoothing)
+    rec_pre = None
+    try:
+        rec_pre = PreprocessSpec.model_validate(session.manifest.get("model", {}).get("preprocess"))
+    except Exception:  # noqa: BLE001 - an older session without it: the input check is skipped
+        logger.info("session %s records no preprocessing spec: input reproduction not checked", session.name)
+    fh, fv = (bool(f) for f in (session.manifest.get("flips") or (False, False)))
+    flip = (slice(None, None, -1 if fv else 1), slice(None, None, -1 if fh else 1))
+
+    def as_network_saw(x: np.ndarray) -> np.ndarray:
+        # the live loop mirrors the input as the site profile says (and the mask back after inference)
+        return np.ascontiguousarray(x[flip]) if fh or fv else x
+
+    model_new = f"{spec.name}@{runner.sha256[:12]}"
+    report = CompareReport(session.name, session.manifest.get("model", {}).get("id", "?"), model_new,
+                           dice_threshold)
+    x = np.zeros(runner.input_hw, np.float32)
+    x_rec = None
+    for rec in session.frames:
+        raw = session.raw(rec)
+        res: Result = runner.infer(as_network_saw(preprocess(raw, None, spec.preprocess, out=x)))
+        if fh or fv:
+            res = Result(np.ascontiguousarray(res.mask[flip]), res.p_nerve, res.t_infer_ns)
+        decision_new = tracker.update(res)
+        reproduced = None
+        if rec_pre is not None and rec.get("input_crc32") is not None:
+            if x_rec is None or x_rec.shape != (rec_pre.height, rec_pre.width):
+                x_rec = np.zeros((rec_pre.height, rec_pre.width), np.float32)
+            reproduced = zlib.crc32(as_network_saw(preprocess(raw, None, rec_pre, out=x_rec))) == rec["input_crc32"]
+        p_rec = float(rec.get("p_nerve") or 0.0)
+        vote_rec = p_rec >= rec_t["presence_enter"]
+        vote_new = res.p_nerve >= enter
+        m_rec = session.mask(rec)
+        if m_rec is not None and m_rec.shape != res.mask.shape:
+            m_rec = cv2.resize(m_rec, (res.mask.shape[1], res.mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+        d = dice(m_rec >= rec_t["mask"], res.mask >= mask_thr) if m_rec is not None else float("nan")
+        if vote_rec != vote_new:
+            reason = "recorded nerve, new none" if vote_rec else "recorded none, new nerve"
+        elif vote_rec and vote_new and not d >= dice_threshold:
+            reason = "mask dice below threshold"
+        else:
+            reason = ""
+        report.rows.append({
+            "i": rec["i"], "seq": rec["seq"], "t_capture": rec.get("t_capture"),
+            "p_recorded": round(p_rec, 6), "p_new": round(res.p_nerve, 6),
+            "vote_recorded": vote_rec, "vote_new": vote_new,
+            "decision_recorded": rec.get("decision") == "nerve", "decision_new": decision_new.nerve,
+            "dice": round(d, 4), "input_reproduced": reproduced, "disagree": bool(reason), "reason": reason,
+        })
+    return report
+
+
+def write_compare_csv(report: CompareReport, path: str | Path) -> Path:
+    """One row per frame (`COMPARE_COLUMNS`); returns the path."""
+    p = Path(path).expanduser()
+    make_private_dir(p.parent)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COMPARE_COLUMNS)
+    w.writeheader()
+    w.writerows(report.rows)
+    _replace(p, buf.getvalue().encode())
+    return p
+
+
+def format_compare(report: CompareReport, show: int = 10) -> str:
+    """Summary counts and the first ``show`` disagreeing frames, for the terminal."""
+    md = report.mean_dice_both_nerve
+    lines = [
+        f"review {report.session}: {report.model_new} vs recorded {report.model_recorded}",
+        f"  frames                : {report.frames}",
+        f"  disagreements         : {report.disagreements}"
+        f" (recorded nerve/new none {report.count('recorded nerve, new none')},"
+        f" recorded none/new nerve {report.count('recorded none, new nerve')},"
+        f" mask dice < {report.dice_threshold:g} {report.count('mask dice below threshold')})",
+        f"  mean dice (both nerve): {'-' if md is None else f'{md:.3f}'}",
+        f"  smoothed decisions differ on {report.decision_disagreements} frames",
+        f"  recorded inputs reproduced bit-exactly: {report.inputs_reproduced}/{report.inputs_checked}",
+    ]
+    bad = [r for r in report.rows if r["disagree"]]
+    for r in bad[:show]:
+        lines.append(f"    #{r['i']} seq {r['seq']}: {r['reason']} (p {r['p_recorded']:.2f} -> {r['p_new']:.2f}, "
+                     f"dice {r['dice']:.2f})")
+    if len(bad) > show:
+        lines.append(f"    ... {len(bad) - show} more")
+    return "\n".join(lines)

@@ -1,0 +1,315 @@
+"""Health file and metrics: atomic rewrites, the fields a running loop reports, a real HTTP scrape.
+
+The loop runs the real shipped model on real ultrasound video; the status file is a real file and the
+metrics are fetched over a real TCP connection to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge import cli
+from edge.cli import EXIT_ERROR, EXIT_OK, main
+from edge.config import Config, with_overrides
+from edge.errors import ConfigError
+from edge.health import (
+    DEFAULT_STATUS_FILE,
+    STATES,
+    STATUS_FIELDS,
+    HealthMonitor,
+    read_status,
+    render_metrics,
+    write_json_atomic,
+)
+from edge.models import default_model_path
+from edge.observers import observers_from_config
+from edge.pipeline import Pipeline, PipelineObserver
+from edge.runner import ModelRunner
+from edge.sinks.null import NullSink
+from edge.sources import open_source
+
+
+@pytest.fixture(scope="module")
+def runner() -> ModelRunner:
+    return ModelRunner(default_model_path(), threads=2)
+
+
+def _hammer(path: Path, writer, n: int = 400) -> tuple[int, int]:
+    """Rewrite ``path`` n times with ``writer`` while a thread reads it in a tight loop.
+
+    Returns (reads, reads that were not valid JSON). Payload sizes vary, so a torn write shows.
+    """
+    write_json_atomic(path, {"i": -1})
+    stop = threading.Event()
+    counts = [0, 0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                json.loads(path.read_text())
+            except ValueError:
+                counts[1] += 1
+            counts[0] += 1
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        for i in range(n):
+            writer(path, {"i": i, "pad": "x" * (500 + 37 * (i % 200)), "list": list(range(i % 50))})
+    finally:
+        stop.set()
+        th.join()
+    return counts[0], counts[1]
+
+
+def test_status_file_is_always_valid_json_while_being_rewritten(tmp_path):
+    path = tmp_path / "status.json"
+    reads, bad = _hammer(path, write_json_atomic)
+    assert reads > 400 and bad == 0, f"{bad} of {reads} reads were not valid JSON"
+    assert read_status(path)["i"] == 399
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary files left behind
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by an engineer over ssh, whatever the umask
+
+
+def test_the_harness_sees_torn_writes(tmp_path):
+    # Control: a plain overwrite (truncate, then write) is caught by the same reader.
+    def naive(path: Path, obj: object) -> None:
+        path.write_text(json.dumps(obj))
+
+    reads, bad = _hammer(tmp_path / "naive.json", naive)
+    assert bad > 0, f"no torn read in {reads}: the atomicity test above would prove nothing"
+
+
+def test_non_finite_numbers_become_null(tmp_path):
+    write_json_atomic(tmp_path / "s.json", {"fps": float("nan"), "x": [float("inf"), 1.5]})
+    assert read_status(tmp_path / "s.json") == {"fps": None, "x": [None, 1.5]}
+
+
+class FakeRecorder(PipelineObserver):
+    """Stands in for the recorder's health() contract only: name + health() -> dict."""
+
+    name = "recorder"
+
+    def health(self) -> dict:
+        return {"state": "idle", "sessions": 2}
+
+
+class Broken(PipelineObserver):
+    name = "broken"
+
+    def health(self) -> dict:
+        raise RuntimeError("sensor gone")
+
+
+def _run(cfg: Config, runner, observers, seconds: float, source_spec: str | None = None) -> Pipeline:
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, NullSink(), observers=observers)
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        time.sleep(seconds)
+        pipe.stop.set()
+        th.join(5.0)
+        assert not th.is_alive()
+    return pipe
+
+
+def test_status_file_of_a_live_run(tmp_path, runner, lung_clips):
+    status = tmp_path / "status.json"
+    cfg = with_overrides(
+        Config(),
+        source={"spec": f"file:{lung_clips[0]}", "loop": True},
+        health={"status_file": str(status), "interval_s": 0.2},
+        record={"dir": str(tmp_path)},
+    )
+    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
+    seen: list[dict] = []
+    stop_reading = threading.Event()
+
+    def watch() -> None:  # what an engineer polling the file sees during the run
+        while not stop_reading.is_set():
+            if status.exists():
+                s = read_status(status)
+                if not seen or s["time_unix"] != seen[-1]["time_unix"]:
+                    seen.append(s)
+            time.sleep(0.02)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    pipe = _run(cfg, runner, [FakeRecorder(), Broken(), mon], seconds=1.5)
+    stop_reading.set()
+    w.join()
+
+    live = [s for s in seen if s["state"] == "live"]
+    assert len(seen) >= 4 and live, [s["state"] for s in seen]
+    s = live[-1]
+    assert set(STATUS_FIELDS) - {"systemd"} <= set(s)
+    assert s["schema_version"] == 1 and s["frames"] > 0 and s["fps"] > 1
+    assert s["inference_ms_p50"] > 0 and s["latency_ms_p50"] > 0
+    assert isinstance(s["p_nerve"], float) and 0 <= s["p_nerve"] <= 1 and isinstance(s["nerve"], bool)
+    assert s["model"]["sha256"] == runner.sha256 and s["model"]["name"] == runner.spec.name
+    assert s["disk"]["path"] == str(tmp_path) and s["disk"]["free_bytes"] > 0
+    assert s["recorder"] == {"state": "idle", "sessions": 2}
+    assert s["broken"] == {"error": "RuntimeError: sensor gone"}  # one broken observer costs only its own entry
+    assert s["last_error"] is None and s["uptime_s"] > 0
+
+    final = read_status(status)  # written on stop
+    assert final["state"] == "stopped" and final["frames"] == pipe.counters.frames
+
+
+def test_status_file_reports_no_signal_while_no_frame_comes(tmp_path, runner):
+    status = tmp_path / "status.json"
+    cfg = with_overrides(
+        Config(),
+        source={"spec": "v4l2:/dev/video-nerveseg-test-absent", "retry_max_s": 0.25},
+        overlay={"no_signal_after_s": 0.2},
+        health={"status_file": str(status), "interval_s": 0.2},
+    )
+    states = []
+    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if status.exists():
+                s = read_status(status)
+                states.append(s["state"])
+                if s["state"] == "no_signal":
+                    break
+            time.sleep(0.05)
+        pipe.stop.set()
+        th.join(5.0)
+    assert "no_signal" in states
+    assert s["frames"] == 0 and s["source"]["connected"] is False and s["source"]["open_failures"] > 0
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), ""
+
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+$')
+
+
+def test_metrics_over_http_on_loopback(tmp_path, runner, lung_clips):
+    cfg = with_overrides(
+        Config(),
+        source={"spec": f"file:{lung_clips[0]}", "loop": True},
+        health={"metrics_port": 0, "interval_s": 0.2},  # 0: any free port; the bound one is on the monitor
+    )
+    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        try:
+            deadline = time.monotonic() + 10
+            while mon.metrics_port is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert mon._server.server_address[0] == "127.0.0.1"
+            url = f"http://127.0.0.1:{mon.metrics_port}"
+            time.sleep(1.0)
+            code, ctype, text = _get(url + "/metrics")
+            assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+            assert _get(url + "/nope")[0] == 404
+        finally:
+            pipe.stop.set()
+            th.join(5.0)
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    bad = [ln for ln in lines if not SAMPLE.match(ln)]
+    assert not bad, bad
+    values = {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines}
+    assert values["nerveseg_up"] == 1 and values["nerveseg_frames_total"] > 0 and values["nerveseg_fps"] > 0
+    assert values['nerveseg_state{state="live"}'] == 1
+    assert sum(values[f'nerveseg_state{{state="{st}"}}'] for st in STATES) == 1
+    assert 0 < values["nerveseg_inference_p50_seconds"] < 1
+    assert values[f'nerveseg_disk_free_bytes{{path="{tmp_path}"}}'] > 0
+    assert "# TYPE nerveseg_frames_total counter" in text
+    # The server is gone with the loop.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1).close()
+
+
+def test_metrics_port_taken_does_not_stop_the_overlay(runner, lung_clips, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        cfg = with_overrides(
+            Config(), source={"spec": f"file:{lung_clips[0]}", "loop": True}, health={"metrics_port": port}
+        )
+        pipe = _run(cfg, runner, [HealthMonitor(cfg.health, disk_path=tmp_path)], seconds=0.8)
+    finally:
+        busy.close()
+    assert pipe.counters.frames > 0
+    assert pipe.last_error and f"127.0.0.1:{port}" in pipe.last_error
+
+
+def test_unwritable_status_file_does_not_stop_the_overlay(runner, lung_clips, tmp_path, caplog):
+    cfg = with_overrides(
+        Config(),
+        source={"spec": f"file:{lung_clips[0]}", "loop": True},
+        health={"status_file": str(tmp_path / "missing-dir" / "status.json"), "interval_s": 0.1},
+    )
+    pipe = _run(cfg, runner, [HealthMonitor(cfg.health, disk_path=tmp_path)], seconds=0.8)
+    assert pipe.counters.frames > 0
+    warnings = [r for r in caplog.records if "cannot write status file" in r.getMessage()]
+    assert len(warnings) == 1  # once, not every interval
+
+
+def test_render_metrics_without_a_snapshot_and_with_nan():
+    assert render_metrics(None).splitlines()[-1] == "nerveseg_up 1"
+    text = render_metrics({"state": "no_signal", "fps": float("nan"), "frames": 3, "p_nerve": None})
+    assert "nerveseg_fps" not in text and "nerveseg_p_nerve" not in text and "nerveseg_frames_total 3" in text
+    assert 'nerveseg_state{state="no_signal"} 1' in text
+
+
+def test_health_config_and_wiring(tmp_path):
+    cfg = with_overrides(Config(), health={"status_file": str(tmp_path / "s.json")}, record={"dir": "/srv/rec"})
+    mons = [o for o in observers_from_config(cfg) if isinstance(o, HealthMonitor)]
+    assert len(mons) == 1 and mons[0].disk_path == Path("/srv/rec")
+    assert not any(isinstance(o, HealthMonitor) for o in observers_from_config(Config()))  # off by default
+    with pytest.raises(ConfigError, match="health.metrics_port"):
+        with_overrides(Config(), health={"metrics_port": 70000})
+    with pytest.raises(ConfigError, match="health.metrics_host: unknown key"):
+        with_overrides(Config(), health={"metrics_host": "0.0.0.0"})  # loopback only, by design
+
+
+def test_status_command(tmp_path, capsys):
+    assert cli.STATUS_FILE == DEFAULT_STATUS_FILE
+    path = tmp_path / "status.json"
+    base = {
+        "state": "live", "version": "0.1.0", "pid": 42, "uptime_s": 3725, "fps": 29.9, "fps_mean": 29.5,
+        "frames": 1000, "dropped": 2, "inference_ms_p50": 1.2, "latency_ms_p50": 30.0, "latency_ms_p95": 41.0,
+        "p_nerve": 0.83, "nerve": True, "source": {"describe": "v4l2:/dev/video0", "connected": True},
+        "model": {"name": "nerveseg", "sha256": "ab" * 32}, "disk": {"path": "/var", "free_bytes": 5e9,
+                                                                   "total_bytes": 3e10},
+        "recorder": {"state": "idle"}, "last_error": None,
+    }
+    write_json_atomic(path, {**base, "time_unix": time.time()})
+    assert main(["status", "--file", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "live" in out and "up 1h02m" in out and "fps 29.9" in out and "P 0.83" in out and "5.0 GB free" in out
+
+    write_json_atomic(path, {**base, "time_unix": time.time() - 60})
+    assert main(["status", "--file", str(path)]) == EXIT_ERROR
+    assert "hung or gone" in capsys.readouterr().err
+    write_json_atomic(path, {**base, "state": "stopped", "time_unix": time.time()})
+    assert main(["status", "--file", str(path), "--json"]) == EXIT_ERROR
+    assert json.loads(capsys.readouterr().out)["state"] == "stopped"
+    assert main(["status", "--file", str(tmp_path / "none.json")]) == EXIT_ERROR
+    assert "cannot read" in capsys.readouterr().err
