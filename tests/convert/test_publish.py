@@ -1,0 +1,23 @@
+"""The model card's known limits are worded from the model's own numbers, not fixed text."""
+
+from __future__ import annotations
+
+from convert.publish import limits
+
+
+def test_limits_quote_the_operating_point_and_cross_machine_dice():
+    cv = {"presence_operating_point": {"chosen": {"sensitivity": 0.951, "specificity": 0.27, "n_negative": 37,
+                                                  "false_positives": 27}}}
+    evaluation = [
+        {"set": "kaggle-bp (600 frames of trained-on subjects; sanity only)", "mean_dice_positive": 0.8},
+        {"set": "usgra-seg test split (Mindray TE7; never trained on)", "mean_dice_positive": 0.004},
+    ]
+    text = " ".join(limits(cv, evaluation))
+    assert "sensitivity 0.95" in text and "27% of real empty frames" in text and "(10 of 37)" in text
+    assert "missed by 63 points" in text
+    assert "0.004 on usgra-seg test split" in text and "kaggle-bp" not in text.split("Does not transfer")[1]
+
+
+def test_limits_without_negatives_or_other_machines_say_only_what_applies():
+    text = " ".join(limits({}, []))
+    assert "Presence" not in text and "transfer" not in text and "JPEG" in text
