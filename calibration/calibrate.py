@@ -37,7 +37,7 @@ from calibration.detect import (
 from edge.config import RoiConfig, SourceConfig
 from edge.errors import SourceError, SourceExhausted
 from edge.preprocess import to_gray
-from edge.profile import DetectionInfo, ProfileSource, SiteProfile, save_profile
+from edge.profile import DetectionInfo, ProfileSource, SiteProfile, apply_blank, blank_in_roi, save_profile
 from edge.sources import open_source
 from edge.types import Roi
 
@@ -115,29 +115,17 @@ def grab(source_cfg: SourceConfig, n: int, timeout_s: float = NO_FRAME_TIMEOUT_S
     return Grab(stats, kept, bgr, description)
 
 
-def blank_inside(rects: list[Roi], roi: Roi) -> list[Roi]:
-    """The parts of ``rects`` inside ``roi``, in ROI coordinates."""
-    out = []
-    for r in rects:
-        x0, y0 = max(r.x, roi.x), max(r.y, roi.y)
-        x1, y1 = min(r.x + r.w, roi.x + roi.w), min(r.y + r.h, roi.y + roi.h)
-        if x1 > x0 and y1 > y0:
-            out.append(Roi(x0 - roi.x, y0 - roi.y, x1 - x0, y1 - y0))
-    return out
-
-
 def write_frames(
     kept: list[np.ndarray], roi: Roi, blanks: list[Roi], flips: tuple[bool, bool], folder: Path
 ) -> int:
     """Write ROI crops of ``kept`` into ``folder`` as ``frame_NNNN.png`` (see the module doc). Returns the count."""
     folder.mkdir(parents=True, exist_ok=True)
-    inner = blank_inside(blanks, roi)
+    inner = blank_in_roi(blanks, roi)
     prev: np.ndarray | None = None
     written = 0
     for gray in kept:
         crop = gray[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w].copy()
-        for r in inner:
-            crop[r.y : r.y + r.h, r.x : r.x + r.w] = 0
+        apply_blank(crop, inner)
         if flips[0] or flips[1]:
             crop = np.ascontiguousarray(crop[:: -1 if flips[1] else 1, :: -1 if flips[0] else 1])
         if prev is not None and float(cv2.absdiff(crop, prev).mean()) < REPEAT_LEVEL:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.config import HealthConfig
+from edge.fileio import replace_atomic
 from edge.pipeline import FrameEvent, PipelineObserver
 
 if TYPE_CHECKING:
@@ -100,33 +101,10 @@ def _finite(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``obj`` as JSON so that a reader only ever sees a complete file.
-
-    The temporary file sits in the same folder (``os.replace`` is atomic only within a file
-    system) and is fsynced before the rename, so after a power cut the file is the old one or
-    the new one, never empty. ``mode`` is set explicitly, whatever the umask.
-    """
-    path = Path(path)
+    """Replace ``path`` with ``obj`` as JSON so that a reader only ever sees a complete file
+    (`edge.fileio.replace_atomic`); NaN and infinity become null."""
     data = json.dumps(_finite(obj), indent=1, default=str).encode("utf-8") + b"\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_atomic(path, data, mode)
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

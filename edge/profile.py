@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from edge.config import RoiConfig, format_validation_error
 from edge.errors import ConfigError
+from edge.fileio import replace_atomic
 from edge.pipeline import FrameEvent, Pipeline, PipelineObserver
 from edge.types import Roi
 
@@ -169,15 +169,32 @@ def save_profile(profile: SiteProfile, path: str | Path) -> Path:
         "# nerveseg site profile, written by `nerveseg calibrate`; use it with the config key `profile`.\n"
         "# roi and blank are in pixels of the full video-out frame (source.width x source.height).\n" + body
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readable by the service user: the installer's config points the root-owned service at it, and it
+    # holds only geometry (no image data).
+    replace_atomic(p, text.encode("utf-8"), 0o644)
     return p
+
+
+def blank_in_roi(blank: Sequence[Roi], roi: Roi | None) -> list[tuple[int, int, int, int]]:
+    """Blanking rectangles (full-frame pixels) shifted into ``roi``'s crop, as (x0, y0, x1, y1).
+
+    Clipping to the crop's size happens in `apply_blank`, which sees the actual image.
+    """
+    ox, oy = (roi.x, roi.y) if roi is not None else (0, 0)
+    return [(b.x - ox, b.y - oy, b.x - ox + b.w, b.y - oy + b.h) for b in blank]
+
+
+def apply_blank(image: np.ndarray, rects: Sequence[tuple[int, int, int, int]]) -> None:
+    """Zero the rectangles (x0, y0, x1, y1) in ``image`` in place, clipped to it.
+
+    The one blanking step: the recorder and the calibration frames folder both use it, so what
+    leaves the box is blanked the same way everywhere.
+    """
+    h, w = image.shape[:2]
+    for x0, y0, x1, y1 in rects:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 > x0 and y1 > y0:
+            image[y0:y1, x0:x1] = 0
 
 
 # -- the runtime check ---------------------------------------------------------------------------

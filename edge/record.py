@@ -53,8 +53,10 @@ import numpy as np
 
 from edge import __version__
 from edge.config import RecordConfig
+from edge.fileio import replace_atomic, write_all
 from edge.overlay import Overlay, OverlayStatus
 from edge.pipeline import FrameEvent, PipelineObserver
+from edge.profile import apply_blank, blank_in_roi
 from edge.spec import sha256_file
 from edge.types import Decision, Roi
 
@@ -110,7 +112,7 @@ def write_private(path: Path, data: bytes) -> int:
     """
     fd = _open_new(path)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -120,28 +122,17 @@ def write_private(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 def _replace_private(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data`` (0600). On a full disk, rewrite in place instead:
     truncating first frees the old blocks, so a manifest update usually still fits."""
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
     try:
-        write_private(tmp, data)
-        os.replace(tmp, path)
+        replace_atomic(path, data, FILE_MODE)
     except OSError as e:
         if e.errno not in _DISK_FULL_ERRNOS:
             raise
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
 
@@ -250,28 +241,6 @@ def apply_retention(
 
 
 # -- images ---------------------------------------------------------------------------------------
-
-
-def blank_in_roi(blank: Sequence[Roi], roi: Roi | None) -> list[tuple[int, int, int, int]]:
-    """Blanking rectangles (full-frame pixels) shifted into ``roi``'s crop, as (x0, y0, x1, y1).
-
-    Clipping to the crop's size happens in `apply_blank`, which sees the actual image.
-    """
-    ox, oy = (roi.x, roi.y) if roi is not None else (0, 0)
-    out = []
-    for b in blank:
-        x0, y0 = b.x - ox, b.y - oy
-        out.append((x0, y0, x0 + b.w, y0 + b.h))
-    return out
-
-
-def apply_blank(image: np.ndarray, rects: Sequence[tuple[int, int, int, int]]) -> None:
-    """Zero the rectangles (x0, y0, x1, y1) in ``image`` in place, clipped to it."""
-    h, w = image.shape[:2]
-    for x0, y0, x1, y1 in rects:
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-        if x1 > x0 and y1 > y0:
-            image[y0:y1, x0:x1] = 0
 
 
 def encode_raw(image: np.ndarray) -> tuple[bytes, int]:
@@ -982,7 +951,7 @@ class Recorder(PipelineObserver):
             assert s.jsonl_fd is not None
             pos = os.lseek(s.jsonl_fd, 0, os.SEEK_END)
             try:
-                _write_all(s.jsonl_fd, data)
+                write_all(s.jsonl_fd, data)
             except OSError:
                 with contextlib.suppress(OSError):
                     os.ftruncate(s.jsonl_fd, pos)  # no half line: the JSONL stays parseable

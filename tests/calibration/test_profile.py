@@ -28,6 +28,15 @@ def make_profile(**changes) -> SiteProfile:
     return SiteProfile(**base)
 
 
+def test_profile_is_readable_by_the_service_user_and_replaced_whole(tmp_path):
+    # calibrate often runs with sudo; the service reads the profile as its own user
+    path = save_profile(make_profile(), tmp_path / "site.yaml")
+    assert path.stat().st_mode & 0o777 == 0o644
+    save_profile(make_profile(mm_per_pixel=0.07), path)
+    assert load_profile(path).mm_per_pixel == 0.07
+    assert [f.name for f in tmp_path.iterdir()] == ["site.yaml"]  # no temporary file left behind
+
+
 def test_round_trip(tmp_path):
     p = make_profile()
     path = save_profile(p, tmp_path / "site.yaml")
