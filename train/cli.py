@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "validation" in result:
         v = result["validation"]
         print(
-            f"validation (inference mode, best epoch {result['best_epoch']}): kaggle {v['kaggle_score']:.3f}, "
+            f"validation (inference mode, last epoch; best {result['best_epoch']}): kaggle {v['kaggle_score']:.3f}, "
             f"dice+ {v['mean_dice_positive']:.3f}, sensitivity {v['presence_sensitivity']:.3f}, "
             f"specificity {v['presence_specificity']}"
         )

@@ -89,10 +89,11 @@ def summarise(cfg: TrainConfig, results: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def pooled_predictions(cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Each fold's best model on its own held-out subjects, pooled: out-of-fold predictions for all subjects.
+    """Each fold's model (its last epoch) on its own held-out subjects, pooled: out-of-fold predictions.
 
     Returns arrays: ``p`` (P(nerve)), ``present`` (truth), ``real_empty`` (the frame is a real empty one),
-    ``dice`` (per-frame Dice of the ungated mask at the spec's threshold, NaN on negatives), ``subject``.
+    ``dice`` (per-frame Dice of the ungated mask at the spec's threshold, NaN on negatives), ``subject``,
+    ``mask_max`` (the highest pixel probability of the frame's mask).
     """
     import keras
 
@@ -100,7 +101,7 @@ def pooled_predictions(cfg: TrainConfig) -> dict[str, np.ndarray]:
     from train.metrics import dice
     from train.train import assemble, predict_arrays
 
-    out: dict[str, list] = {"p": [], "present": [], "real_empty": [], "dice": [], "subject": []}
+    out: dict[str, list] = {"p": [], "present": [], "real_empty": [], "dice": [], "subject": [], "mask_max": []}
     for k in range(cfg.data.folds):
         fold_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": k})})
         _, val, _ = assemble(fold_cfg)
@@ -113,6 +114,7 @@ def pooled_predictions(cfg: TrainConfig) -> dict[str, np.ndarray]:
         out["real_empty"] += list(val.kinds == "real_empty")
         out["dice"] += [dice(pr >= 0.5, t) if t.any() else np.nan for pr, t in zip(probs, truth, strict=True)]
         out["subject"] += list(val.groups)
+        out["mask_max"] += list(probs.reshape(len(val), -1).max(axis=1))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -157,4 +159,36 @@ def operating_point(cfg: TrainConfig, min_sensitivity: float = 0.95) -> dict[str
     pp = pooled_predictions(cfg)
     rep = choose_presence_threshold(pp["p"], pp["present"], min_sensitivity)
     rep["mean_dice_positive_ungated"] = float(np.nanmean(pp["dice"]))
+    rep["presence_scores"] = compare_presence_scores(pp, min_sensitivity)
     return rep
+
+
+def compare_presence_scores(pp: dict[str, np.ndarray], min_sensitivity: float = 0.95) -> dict[str, Any]:
+    """Other ways to say "nerve in view" from the same out-of-fold predictions, next to the head's P(nerve).
+
+    ``head`` (P(nerve)), ``mask_max`` (highest pixel probability) and ``geo_mean`` (sqrt of their
+    product), each with its pooled AUC, the specificity at ``min_sensitivity`` and the AUC within each
+    subject that has frames of both kinds. The pooled AUC mixes differences between subjects (only
+    subjects 1 and 2 have empty frames) with what the score sees in a frame; the within-subject AUCs do not.
+    Analysis only: the bedside decides on the head.
+    """
+    from train.metrics import auc_mann_whitney
+
+    scores = {
+        "head": pp["p"],
+        "mask_max": pp["mask_max"],
+        "geo_mean": np.sqrt(np.clip(pp["p"], 0, 1) * np.clip(pp["mask_max"], 0, 1)),
+    }
+    present = np.asarray(pp["present"], bool)
+    subjects = np.asarray(pp["subject"])
+    both = [s for s in sorted(set(subjects)) if present[subjects == s].any() and (~present[subjects == s]).any()]
+    out: dict[str, Any] = {}
+    for name, sc in scores.items():
+        op = choose_presence_threshold(sc, present, min_sensitivity)
+        out[name] = {
+            "auc_pooled": op["auc"],
+            "threshold": op["chosen"]["threshold"],
+            "specificity": op["chosen"]["specificity"],
+            "auc_within_subject": {s: auc_mann_whitney(sc[subjects == s], present[subjects == s]) for s in both},
+        }
+    return out

@@ -8,12 +8,16 @@ a summary (`train.cv`). Each run directory holds:
     history.csv      one row per epoch: losses and inference-mode validation metrics
     curves.png       training curves
     last.keras       the model after the latest epoch (resume point, optimizer included)
-    model.keras      the model to use: best validation kaggle_score, or the last epoch
-                     when there is no validation; with its spec model.yaml beside it
+    model.keras      the model after the last epoch, with its spec model.yaml beside it
     result.json      final metrics of model.keras on the validation subjects
 
 Validation runs in inference mode (BatchNorm running statistics) after every
-epoch: training-mode scores can look fine while inference is broken.
+epoch: training-mode scores can look fine while inference is broken. The
+per-epoch scores are for watching and for choosing the epoch count across
+folds (`train.cv`); they never pick a fold's model. Picking each fold's best
+epoch by the score of the very subjects it is then judged on would flatter
+cross-validation, and the final model on all subjects, which has no
+validation, can only be its last epoch: the folds are judged the same way.
 """
 
 from __future__ import annotations
@@ -317,16 +321,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     spec_in = cfg.preprocess
     x_val = eval_arrays(val, spec_in) if val is not None else None
 
-    hist_path, last_path, best_path = out / "history.csv", out / "last.keras", out / "model.keras"
+    hist_path, last_path, model_path = out / "history.csv", out / "last.keras", out / "model.keras"
     initial_epoch = 0
-    best_score = -math.inf
     if resume and last_path.is_file() and hist_path.is_file():
         model = keras.models.load_model(last_path)
         with hist_path.open() as f:
             rows = list(csv.DictReader(f))
         initial_epoch = len(rows)
-        scores = [float(r["val_kaggle_score"]) for r in rows if r.get("val_kaggle_score") not in (None, "")]
-        best_score = max(scores, default=-math.inf)
         logger.info("resuming %s at epoch %d", out, initial_epoch)
     else:
         if resume:
@@ -378,7 +379,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     class Validate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            nonlocal best_score
             logs = logs if logs is not None else {}
             if val is not None:
                 rep = validation_report(self.model, val, x_val, spec, n_boot=100)  # CIs: final report only
@@ -391,9 +391,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                     epoch + 1, score, rep["mean_dice_positive"], rep["presence_sensitivity"],
                     f"{rep['presence_specificity']:.3f}" if rep["presence_specificity"] is not None else "n/a",
                 )
-                if score > best_score:
-                    best_score = score
-                    self.model.save(best_path)
             self.model.save(last_path)
 
     from train.data import make_tf_dataset
@@ -412,9 +409,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             verbose=2,
         )
     train_s = time.time() - t0
-    if val is None:
-        model.save(best_path)
-    best = keras.models.load_model(best_path)
+    model.save(model_path)
+    final = keras.models.load_model(model_path)
     result: dict[str, Any] = {
         "name": cfg.name,
         "run_dir": str(out),
@@ -426,15 +422,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if val is not None:
-        rep = validation_report(best, val, x_val, spec)
+        rep = validation_report(final, val, x_val, spec)
         rep.pop("per_image", None)
         result["validation"] = rep
         with hist_path.open() as f:
             rows = list(csv.DictReader(f))
+        # For information only: the model is the last epoch's (see the module docstring).
         result["best_epoch"] = 1 + int(np.argmax([float(r["val_kaggle_score"]) for r in rows]))
         provenance["validation"] = {k: rep[k] for k in ("kaggle_score", "mean_dice_positive", "presence_sensitivity",
                                                          "presence_specificity", "presence_auc", "n_images")}
-    save_spec(model_spec(cfg, provenance, thresholds), best_path)
+    save_spec(model_spec(cfg, provenance, thresholds), model_path)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     plot_curves(hist_path, out / "curves.png")
     return result

@@ -44,3 +44,25 @@ def test_final_model_thresholds_come_from_cv():
     low = thresholds_from_cv({"presence_operating_point": {"chosen": {"threshold": 0.05}}})
     assert 0 < low.presence_exit < low.presence_enter
     assert thresholds_from_cv(None).presence_enter == 0.6
+
+
+def test_presence_scores_are_compared_pooled_and_within_subject():
+    from train.cv import compare_presence_scores
+
+    # Subject "a": the head separates perfectly, the mask maximum is reversed. Subject "b": positives only,
+    # so it has no within-subject AUC. Hand-computed: head within "a" = 1.0, mask_max within "a" = 0.0.
+    pp = {
+        "p": np.array([0.9, 0.8, 0.2, 0.1, 0.7]),
+        "mask_max": np.array([0.1, 0.2, 0.8, 0.9, 0.6]),
+        "present": np.array([True, True, False, False, True]),
+        "subject": np.array(["a", "a", "a", "a", "b"]),
+    }
+    r = compare_presence_scores(pp, min_sensitivity=1.0)
+    assert set(r) == {"head", "mask_max", "geo_mean"}
+    assert r["head"]["auc_within_subject"] == {"a": 1.0}
+    assert r["mask_max"]["auc_within_subject"] == {"a": 0.0}
+    # pooled head: every positive (0.9, 0.8, 0.7) above every negative (0.2, 0.1)
+    assert r["head"]["auc_pooled"] == 1.0 and r["head"]["specificity"] == 1.0
+    assert r["head"]["threshold"] == pytest.approx(0.7)
+    # geometric mean: positives 0.3, 0.4, 0.648; negatives 0.4, 0.3 -> ties count one half
+    assert r["geo_mean"]["auc_pooled"] == pytest.approx((0.5 + 0 + 1 + 0.5 + 1 + 1) / 6)

@@ -62,6 +62,16 @@ def test_resume_continues_from_last_epoch(tiny_run):
     assert main(["train", "--config", str(cfg_path), "--epochs", "2", "--resume", "--log-level", "WARNING"]) == 0
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
+    # A fold's model is its last epoch, whatever its validation score did (as for the final model, which has
+    # none): choosing the best epoch on the held-out subjects would flatter cross-validation.
+    import keras
+    import numpy as np
+
+    model, last = keras.models.load_model(run / "model.keras"), keras.models.load_model(run / "last.keras")
+    for a, b in zip(model.get_weights(), last.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    res = json.loads((run / "result.json").read_text())
+    assert res["epochs"] == 2 and res["best_epoch"] in (1, 2)
 
 
 def test_bad_training_config_names_the_key(tmp_path):
