@@ -10,7 +10,8 @@ What it writes, beside the profile ``OUT.yaml``:
   burned-in label must not travel with them). Exact repeats (a 60 Hz capture of a
   30 Hz screen) are skipped.
 - ``OUT-preview.png``: the last grabbed frame at full size with the ROI (green box)
-  and the blanking regions (red, half transparent) drawn on it, to check by eye.
+  and the blanking regions painted solid red (yellow outline): it shows exactly
+  what recordings hide, and none of its content (it may leave the device too).
 
 Nothing is written unless the whole calibration succeeds; the profile is written last.
 """
@@ -44,7 +45,8 @@ from edge.types import Roi
 logger = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 60
-MAX_KEPT = 60  # representative frames kept in memory (gray) and written; evenly spaced over the grab
+MAX_KEPT = 60  # representative frames kept (gray, in memory) and written: at most this, at least half once more
+# frames were read, evenly spaced over all of them
 NO_FRAME_TIMEOUT_S = 10.0  # a live source that delivers nothing this long is not going to
 REPEAT_LEVEL = 0.5  # gray levels: a kept frame closer than this (mean abs) to the previous one is a repeat
 
@@ -84,8 +86,11 @@ def grab(source_cfg: SourceConfig, n: int, timeout_s: float = NO_FRAME_TIMEOUT_S
     `CalibrationError` when the frame size changes on the way.
     """
     stats = FrameStats()
+    # Frames kept: every `every`-th grabbed one. When they reach MAX_KEPT, every other one goes and the step
+    # doubles, so whatever number of frames the source delivers (a file may end long before n), between
+    # MAX_KEPT / 2 and MAX_KEPT of them stay, evenly spaced over all the frames actually grabbed.
     kept: list[np.ndarray] = []
-    every = max(1, -(-n // MAX_KEPT))
+    every = 1
     last: np.ndarray | None = None
     with open_source(source_cfg) as source:
         description = source.describe()
@@ -105,9 +110,14 @@ def grab(source_cfg: SourceConfig, n: int, timeout_s: float = NO_FRAME_TIMEOUT_S
                 continue
             t_last = time.monotonic()
             gray = to_gray(frame.image)
-            stats.add(gray)
-            if (stats.n - 1) % every == 0:
-                kept.append(gray.copy())
+            stats.add(gray, frame.image if frame.image.ndim == 3 else None)
+            i = stats.n - 1
+            if i % every == 0:
+                if len(kept) == MAX_KEPT:
+                    del kept[1::2]
+                    every *= 2
+                if i % every == 0:
+                    kept.append(gray.copy())
             last = frame.image
     if last is None:
         raise CalibrationError(f"the source {description} delivered no frame")
@@ -138,26 +148,34 @@ def write_frames(
     return written
 
 
+PREVIEW_BLANK = (0, 0, 255)  # BGR: the blanked areas, solid, so the preview shows exactly what is hidden
+PREVIEW_BLANK_EDGE = (0, 255, 255)  # their outline, so neighbouring regions and thin ones stay visible
+PREVIEW_ROI = (0, 255, 0)
+
+
 def render_preview(frame_bgr: np.ndarray, roi: Roi, blanks: list[Roi]) -> np.ndarray:
-    """A copy of ``frame_bgr`` with the blanking regions (red, half transparent) and the ROI (green box)."""
+    """A copy of ``frame_bgr`` with the blanking regions painted over and the ROI (green box).
+
+    The blanking regions are solid red with a yellow outline, not see-through: the
+    preview is a file that may leave the device, and it shows exactly what will be
+    hidden. The ROI box is drawn after them, so it is visible where a region meets it.
+    """
     out = frame_bgr.copy()
     h, w = out.shape[:2]
-    red = np.zeros_like(out)
     mask = np.zeros((h, w), np.uint8)
     for r in blanks:
         mask[r.y : r.y + r.h, r.x : r.x + r.w] = 255
-    red[:] = (0, 0, 255)
-    blended = cv2.addWeighted(out, 0.45, red, 0.55, 0)
-    np.copyto(out, blended, where=(mask > 0)[:, :, None])
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, (0, 0, 255), 1)
+    out[mask > 0] = PREVIEW_BLANK
+    # The outline is drawn inside the regions (the contour pixels belong to the mask), never over the image.
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, PREVIEW_BLANK_EDGE, 1)
     t = max(2, round(min(h, w) / 360))
-    cv2.rectangle(out, (roi.x, roi.y), (roi.x + roi.w - 1, roi.y + roi.h - 1), (0, 255, 0), t)
+    cv2.rectangle(out, (roi.x, roi.y), (roi.x + roi.w - 1, roi.y + roi.h - 1), PREVIEW_ROI, t)
     label = f"ROI x={roi.x} y={roi.y} w={roi.w} h={roi.h}   blanked: {len(blanks)} regions"
     scale = max(0.4, min(h, w) / 1080)
     org = (roi.x + t + 4, max(roi.y - 3 * t, round(22 * scale)))
     cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, (0, 0, 0), 3 * t, cv2.LINE_AA)
-    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, (0, 255, 0), max(1, t // 2), cv2.LINE_AA)
+    cv2.putText(out, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.7, PREVIEW_ROI, max(1, t // 2), cv2.LINE_AA)
     return out
 
 
@@ -179,7 +197,8 @@ def calibrate(
 ) -> CalibrationResult:
     """Calibrate on ``frames`` frames of ``source_cfg`` and write the profile ``out`` and its companions.
 
-    ``roi``: the image's box given by the user (skips the detection, not the checks).
+    ``roi``: the image's box given by the user (not detected, but the frames are still
+    checked and a box that barely changes is refused: `detection_for_roi`).
     Raises `CalibrationError` (nothing written) when the frames cannot be calibrated
     on or ``out`` exists without ``force``; `SourceError` when the source fails.
     """

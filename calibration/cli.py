@@ -7,8 +7,8 @@ Registered through the ``nerveseg.commands`` entry point, so `edge` never import
 this package. Runs on the device: numpy, OpenCV and the edge sources only, no
 TensorFlow. Exit codes as ``edge.cli``: 0 written; 2 bad option or config, or frames
 it cannot calibrate on (`CalibrationError`: blank, all identical, no image region,
-noise, ROI outside the frame, output exists without --force); 4 source cannot be
-opened or sends nothing.
+noise, ROI outside the frame or barely changing while the image changes elsewhere,
+output exists without --force); 4 source cannot be opened or sends nothing.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help="frames to grab and analyse (default %(default)s, about 2 s of live video)")
     p.add_argument("--roi", type=parse_roi, metavar="x,y,w,h",
-                   help="the image's box in frame pixels, instead of detecting it")
+                   help="the image's box in frame pixels, instead of detecting it (refused when it barely "
+                   "changes while the image changes elsewhere)")
     p.add_argument("--out", default="site-profile.yaml",
                    help="profile to write (default %(default)s); OUT-frames/ and OUT-preview.png go beside it")
     p.add_argument("--mm-per-pixel", type=float, metavar="MM", help="pixel size, if you know it (stored only)")

@@ -6,7 +6,7 @@ validated like the main config (unknown keys rejected, every error names the key
 path, the bad value and what is allowed):
 
     format: nerveseg-site-profile/1
-    created: '2025-01-31T10:42:00Z'          # ISO 8601, UTC
+    created: '2025-01-31T10:42:00Z'          # ISO 8601 with a time zone (stored as UTC); none is an error
     source: {width: 1920, height: 1080, description: 'v4l2:/dev/video0 1920x1080 MJPG'}
     roi: {x: 420, y: 130, w: 1100, h: 800}   # the image's bounding box, frame pixels
     flip_horizontal: false                    # mirror the network's input (and its outline back)
@@ -76,7 +76,7 @@ class SiteProfile(_Model):
     """One site's calibration (see the module doc for the file)."""
 
     format: Literal["nerveseg-site-profile/1"] = PROFILE_FORMAT
-    created: datetime.datetime = Field(..., description="when the profile was made, ISO 8601")
+    created: datetime.datetime = Field(..., description="when the profile was made, ISO 8601 with its time zone")
     source: ProfileSource
     roi: RoiConfig = Field(..., description="the ultrasound image's bounding box in the frame, pixels")
     flip_horizontal: bool = Field(False, description="mirror the network input left-right (outline mirrored back)")
@@ -85,6 +85,17 @@ class SiteProfile(_Model):
     blank: list[RoiConfig] = Field(default_factory=list, description="full-frame rectangles never to be recorded")
     frames_dir: str | None = Field(None, description="representative ROI crops, relative to the profile file")
     detection: DetectionInfo | None = None
+
+    @field_validator("created")
+    @classmethod
+    def _created_aware(cls, v: datetime.datetime) -> datetime.datetime:
+        # A time without a zone is a different instant on every box: refuse it rather than guess.
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError(
+                "no time zone: give a date and time in UTC, e.g. '2025-01-31T10:42:00Z' (nerveseg calibrate "
+                "writes it so)"
+            )
+        return v.astimezone(datetime.timezone.utc)
 
     @field_validator("roi")
     @classmethod

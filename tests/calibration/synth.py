@@ -26,17 +26,21 @@ from edge.types import Roi
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PATIENT_TEXT = "DOE^JANE  ID 00912345  DOB 1970-01-01"
+IMAGE_TEXT = "JANE DOE 00912345"
 
 
-def trim_black(frames: list[np.ndarray], level: int = 24) -> list[np.ndarray]:
-    """Crop the frames to the box where any of them is brighter than ``level``.
+def trim_black(frames: list[np.ndarray], level: int = 24, share: float = 0.02) -> list[np.ndarray]:
+    """Crop the frames to the rows and columns where at least ``share`` of the pixels are,
+    in some frame, brighter than ``level``.
 
     Real clips carry black strips of their own (the 234x234 lung clip has ~28 black
-    columns): without trimming, the truth would include pixels no detector can tell
-    from a black border.
+    columns, the 208x208 one 3 with a single stray pixel among them): without trimming,
+    the truth would include pixels no detector can tell from a black border.
     """
     peak = np.max(np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]), axis=0)
-    ys, xs = np.nonzero(peak > level)
+    lit = peak > level
+    xs = np.nonzero(lit.mean(axis=0) >= share)[0]
+    ys = np.nonzero(lit.mean(axis=1) >= share)[0]
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     return [f[y0:y1, x0:x1] for f in frames]
 
@@ -75,6 +79,10 @@ class Layout:
     or "curved" (a convex probe's annular sector). theme: "dark" (black borders,
     dark panels, light text) or "light" (light-gray bars with dark text).
     in_image_logo: a small static logo drawn over the image's top-left corner.
+    image_text: BGR colour of a static patient line burned into the image itself (as
+    some machines overlay name and ID on the picture), or None; it sits over the
+    content (the fan's middle for a sector or curved image, low left for a linear one).
+    Coloured text is darker in gray than white: green (0, 255, 0) is gray 150.
     clock: a clock text that changes every frame; blink: a dot that blinks.
     """
 
@@ -85,6 +93,7 @@ class Layout:
     theme: str = "dark"
     angle_deg: float = 80.0
     in_image_logo: bool = False
+    image_text: tuple[int, int, int] | None = None
     clock: bool = True
     blink: bool = True
     jpeg_quality: int | None = None  # simulate an MJPG capture dongle
@@ -220,6 +229,34 @@ def _changing_ui(canvas: np.ndarray, lay: Layout, i: int) -> None:
                 max(1, round(s)), cv2.LINE_AA)
 
 
+def _image_marks(frame: np.ndarray, lay: Layout, record: bool) -> None:
+    """Static marks burned into the picture itself: the logo and the patient line (see `Layout`).
+
+    ``record``: also add them to ``lay.ink`` / ``lay.ink_mask`` (once per sequence).
+    """
+    r = lay.image
+    s = lay.size[1] / 1080
+    thick = max(1, round(2 * s))
+    marks = []
+    if lay.in_image_logo:
+        marks.append(("L12", (r.x + round(0.02 * r.w), r.y + round(0.03 * r.h) + round(24 * s)), 0.9 * s,
+                      (240, 240, 240)))
+    if lay.image_text is not None:
+        (tw, _), _ = cv2.getTextSize(IMAGE_TEXT, FONT, 0.9 * s, thick)
+        if lay.shape == "linear":
+            org = (r.x + round(0.04 * r.w), r.y + round(0.9 * r.h))
+        else:
+            org = (r.x + (r.w - tw) // 2, r.y + round(0.55 * r.h))
+        marks.append((IMAGE_TEXT, org, 0.9 * s, lay.image_text))
+    for text, org, scale, color in marks:
+        if record:
+            box = _text(frame, lay, text, org[0], org[1], scale, color, thick)
+            fan = lay.fan_mask()
+            assert fan[box.y - r.y, box.x - r.x] and fan[box.y + box.h - r.y, box.x + box.w - r.x], "mark off the image"
+        else:
+            cv2.putText(frame, text, org, FONT, scale, color, thick, cv2.LINE_AA)
+
+
 def render_sequence(lay: Layout, scans: list[np.ndarray]) -> list[np.ndarray]:
     """One BGR video-out frame per gray scan frame: the scan scaled (and warped) into the layout."""
     base = _static_ui(lay)
@@ -237,17 +274,7 @@ def render_sequence(lay: Layout, scans: list[np.ndarray]) -> list[np.ndarray]:
         roi = frame[r.y : r.y + r.h, r.x : r.x + r.w]
         # only the fan is pasted: the black corners beside it keep their labels
         np.copyto(roi, cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), where=inside)
-        if lay.in_image_logo:
-            s = lay.size[1] / 1080
-            lx, ly = r.x + round(0.02 * r.w), r.y + round(0.03 * r.h)
-            cv2.putText(frame, "L12", (lx, ly + round(24 * s)), FONT, 0.9 * s, (240, 240, 240), max(1, round(2 * s)),
-                        cv2.LINE_AA)
-            if i == 0:
-                cv2.putText(lay.ink_mask, "L12", (lx, ly + round(24 * s)), FONT, 0.9 * s, 255, max(1, round(2 * s)),
-                            cv2.LINE_AA)
-            if i == 0:
-                (tw, th), base_ = cv2.getTextSize("L12", FONT, 0.9 * s, max(1, round(2 * s)))
-                lay.ink.append(Roi(lx, ly + round(24 * s) - th, tw, th + base_))
+        _image_marks(frame, lay, record=i == 0)
         _changing_ui(frame, lay, i)
         if lay.jpeg_quality:
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, lay.jpeg_quality])
@@ -266,4 +293,12 @@ def layouts() -> list[Layout]:
         Layout("1024x768-linear-mjpg", (1024, 768), Roi(160, 60, 700, 600), jpeg_quality=80),
         Layout("1024x768-sector-small", (1024, 768), Roi(330, 120, 420, 400), shape="sector", angle_deg=90),
         Layout("1080p-linear-small-left", (1920, 1080), Roi(60, 140, 760, 560), clock=False),
+        # Burned into the picture and compressed like an MJPG dongle: JPEG ringing from the live image makes
+        # the marks flicker, and coloured text is darker than white in gray.
+        Layout("720p-linear-light-logo-text-mjpg", (1280, 720), Roi(250, 70, 760, 560), theme="light",
+               in_image_logo=True, image_text=(0, 255, 0), jpeg_quality=75),
+        Layout("1080p-sector-dark-text-mjpg", (1920, 1080), Roi(460, 90, 1000, 880), shape="sector", angle_deg=76,
+               image_text=(255, 200, 0), jpeg_quality=85),
+        Layout("1024x768-curved-text", (1024, 768), Roi(200, 70, 620, 560), shape="curved", angle_deg=70,
+               image_text=(0, 180, 200)),
     ]

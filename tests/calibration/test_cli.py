@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -9,10 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
+from calibration.calibrate import MAX_KEPT, calibrate
 from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE, main
+from edge.config import SourceConfig
 from edge.models import default_model_path
-from edge.profile import load_profile
+from edge.profile import apply_blank, blank_in_roi, load_profile
 from edge.spec import load_spec
+from edge.types import Roi
 from tests.calibration.synth import layouts, render_sequence
 from tests.calibration.test_detect import TOLERANCE, side_errors
 
@@ -26,6 +30,19 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path
         vw.write(f)
     vw.release()
     return path
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file as the file source decodes it (BGR)."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +63,7 @@ def test_calibrate_writes_profile_frames_and_preview(screen_video, tmp_path, dat
 
     profile = load_profile(out)
     assert (profile.source.width, profile.source.height) == lay.size
-    assert max(side_errors(profile.image_roi, lay.truth, lay.size)) <= TOLERANCE
+    assert max(side_errors(profile.image_roi, lay.truth)) <= TOLERANCE
     assert profile.mm_per_pixel == 0.08 and profile.flips == (False, False)
     assert profile.detection.method == "auto" and profile.detection.frames == 12
     assert "screen.avi" in profile.source.description
@@ -78,6 +95,80 @@ def test_calibrate_writes_profile_frames_and_preview(screen_video, tmp_path, dat
     cfg.write_text(yaml.safe_dump({"source": {"spec": f"file:{video}", "pace": False}, "profile": str(out)}))
     assert main(["check-config", str(cfg)]) == EXIT_OK
     assert main(["run", "--config", str(cfg), "--frames", "5", "--log-level", "WARNING"]) == EXIT_OK
+
+
+RED, YELLOW, GREEN = (0, 0, 255), (0, 255, 255), (0, 255, 0)
+
+
+def test_preview_paints_the_blanking_regions_solid_and_draws_the_roi(screen_video, tmp_path):
+    """The preview shows exactly what recordings hide, and nothing of it: it may leave the device."""
+    video, lay = screen_video
+    res = calibrate(SourceConfig(spec=f"file:{video}"), tmp_path / "s.yaml", frames=12)
+    preview = cv2.imread(str(res.preview_path))
+    last = read_video(video)[-1]  # the preview is drawn on the last grabbed frame
+    h, w = last.shape[:2]
+    roi, blanks = res.profile.image_roi, res.profile.blank_rois
+    assert preview.shape == last.shape and len(blanks) >= 3
+    blanked = np.zeros((h, w), bool)
+    for b in blanks:
+        blanked[b.y : b.y + b.h, b.x : b.x + b.w] = True
+    t = max(2, round(min(h, w) / 360))
+    band = np.zeros((h, w), np.uint8)
+    cv2.rectangle(band, (roi.x, roi.y), (roi.x + roi.w - 1, roi.y + roi.h - 1), 255, t)
+    label_rows = np.zeros((h, w), bool)
+    label_rows[max(0, roi.y - 25) : roi.y] = True  # the ROI's label sits just above the box (at 720p)
+    drawn = blanked | (band > 0) | label_rows
+    is_colour = lambda c: np.all(preview == c, axis=2)  # noqa: E731
+    # The ROI box: green all along its bottom and right edges (blanking regions never hide it).
+    assert is_colour(GREEN)[roi.y + roi.h - 1, roi.x : roi.x + roi.w].all()
+    assert is_colour(GREEN)[roi.y : roi.y + roi.h, roi.x + roi.w - 1].all()
+    # The blanking regions: opaque red with a yellow outline, not a blend that keeps the text readable.
+    solid = is_colour(RED) | is_colour(YELLOW)
+    assert solid[blanked & ~(band > 0) & ~label_rows].all()
+    assert is_colour(YELLOW)[blanked].mean() < 0.3 < is_colour(RED)[blanked].mean()
+    p = lay.patient
+    assert not label_rows[p.y : p.y + p.h, p.x : p.x + p.w].any()
+    name = np.zeros((h, w), bool)
+    name[p.y : p.y + p.h, p.x : p.x + p.w] = lay.ink_mask[p.y : p.y + p.h, p.x : p.x + p.w] > 128
+    assert name.sum() > 200 and solid[name].all()  # the patient's name: not one of its pixels left
+    # Everything else is the frame as grabbed.
+    np.testing.assert_array_equal(preview[~drawn], last[~drawn])
+
+
+def test_calibration_frames_are_mirrored_and_blanked_as_the_profile_says(screen_video, tmp_path):
+    video, _ = screen_video
+    res = calibrate(SourceConfig(spec=f"file:{video}"), tmp_path / "s.yaml", frames=12, flips=(True, True))
+    assert res.profile.flips == (True, True)
+    roi = res.profile.image_roi
+    inner = blank_in_roi(res.profile.blank_rois, roi)
+    assert inner  # the logo over the image's corner
+    for i, bgr in enumerate(read_video(video)[:3]):
+        crop = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w].copy()
+        apply_blank(crop, inner)
+        written = cv2.imread(str(res.frames_dir / f"frame_{i + 1:04d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, crop[::-1, ::-1])
+        assert not np.array_equal(written, crop)
+
+
+def test_representative_frames_span_the_frames_actually_read(lung_clips, tmp_path):
+    """--frames 1000 on a 187-frame clip: the crops are spread over the 187 frames, not over 1000."""
+    clip = lung_clips[1]
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in read_video(clip)]
+    assert len(frames) == 187
+    res = calibrate(SourceConfig(spec=f"file:{clip}"), tmp_path / "s.yaml", frames=1000)
+    assert res.profile.detection.frames == 187
+    roi = res.profile.image_roi
+    inner = blank_in_roi(res.profile.blank_rois, roi)
+    crops = [f[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w].copy() for f in frames]
+    for c in crops:
+        apply_blank(c, inner)
+    written = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(res.frames_dir.glob("frame_*.png"))]
+    assert MAX_KEPT // 2 <= res.frames_written == len(written) <= MAX_KEPT
+    # Which grabbed frame each crop is.
+    index = [next(i for i, c in enumerate(crops) if np.array_equal(c, wr)) for wr in written]
+    steps = set(np.diff(index).tolist())
+    assert len(steps) == 1, f"unevenly spaced: {index}"
+    assert index[0] == 0 and index[-1] >= 187 - steps.pop()
 
 
 def test_calibrate_with_config_roi_override_and_force(screen_video, tmp_path, capsys):
@@ -125,6 +216,13 @@ def test_calibrate_command_line_errors(screen_video, tmp_path, capsys):
     out = str(tmp_path / "p.yaml")
     assert main(["calibrate", "--source", str(video), "--out", out, "--roi", "1200,600,400,300"]) == EXIT_CONFIG
     assert "--roi x=1200 y=600 w=400 h=300 lies outside the 1280x720 frame" in capsys.readouterr().err
+    # A box over the static UI: refused, naming the box that does change.
+    assert main(["calibrate", "--source", str(video), "--out", out, "--roi", "10,10,5,5"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--roi x=10 y=10 w=5 h=5 barely changes: only 0% of it changed" in err
+    m = re.search(r"give --roi (\d+),(\d+),(\d+),(\d+)", err)
+    assert m and max(side_errors(Roi(*map(int, m.groups())), screen_video[1].truth)) <= TOLERANCE
+    assert not (tmp_path / "p.yaml").exists()
     assert main(["calibrate", "--source", str(tmp_path / "none.avi"), "--out", out]) == EXIT_SOURCE
     assert main(["calibrate", "--source", str(video), "--frames", "2", "--out", out]) == EXIT_CONFIG
     assert "--frames: got 2" in capsys.readouterr().err

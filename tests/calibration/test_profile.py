@@ -86,6 +86,23 @@ def test_validation_errors_name_the_key(tmp_path):
     assert "format: got 'something/2'" in msg
 
 
+def test_created_needs_a_time_zone(tmp_path):
+    """A time without a zone names a different instant on every box: refused, naming the key."""
+    good = make_profile().model_dump(mode="json")
+    for text in ("created: 2025-01-01\n", "created: 2025-01-01T10:42:00\n", "created: '2025-01-01 10:42'\n"):
+        body = yaml.safe_dump({k: v for k, v in good.items() if k != "created"})
+        (tmp_path / "naive.yaml").write_text(text + body)
+        with pytest.raises(ConfigError) as e:
+            load_profile(tmp_path / "naive.yaml")
+        assert "created: got" in str(e.value) and "no time zone" in str(e.value), text
+        assert "'2025-01-31T10:42:00Z'" in str(e.value)  # what to write instead
+    # With a zone it is the same instant, kept in UTC as the README says.
+    (tmp_path / "cest.yaml").write_text("created: 2025-01-31T12:42:00+02:00\n" + body)
+    created = load_profile(tmp_path / "cest.yaml").created
+    assert created == datetime.datetime(2025, 1, 31, 10, 42, tzinfo=datetime.timezone.utc)
+    assert created.tzinfo == datetime.timezone.utc
+
+
 def test_missing_empty_and_broken_files(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_profile(tmp_path / "none.yaml")

@@ -144,14 +144,23 @@ def clip_cfg(lung_clips, tmp_path):
     return make
 
 
-def test_run_crops_with_the_profile_roi_and_watches(clip_cfg):
+def test_run_crops_with_the_profile_roi_and_watches(clip_cfg, lung_clips):
+    from edge.preprocess import preprocess
     from edge.profile import ProfileSource
+    from edge.types import Roi
+    from tests.calibration.test_cli import read_video
 
     cfg = clip_cfg(source=ProfileSource(width=234, height=234), roi=RoiConfig(x=10, y=20, w=180, h=150), blank=[],
                    flip_horizontal=False)
     probe = _run(cfg)
-    assert probe.pipeline.roi == make_profile(roi=RoiConfig(x=10, y=20, w=180, h=150)).image_roi
     assert probe.pipeline.flips == (False, False)
+    # What the network received: each frame of the clip cropped at the profile's ROI, nothing else.
+    spec = probe.pipeline.runner.spec.preprocess
+    frames = read_video(lung_clips[0])
+    assert len(probe.events) == 8
+    for (x, _), frame in zip(probe.events, frames, strict=False):
+        np.testing.assert_array_equal(x, preprocess(frame, Roi(10, 20, 180, 150), spec))
+        assert not np.array_equal(x, preprocess(frame, Roi(0, 0, 180, 150), spec))
     assert any(isinstance(o, ProfileWatcher) for o in probe.pipeline.observers)
     assert probe.notices and all(n == {} for n in probe.notices)
 
