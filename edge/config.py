@@ -173,12 +173,15 @@ class RecordConfig(_Section):
     """Recording for review (`edge.record`): when to record, where, and how much disk it may use."""
 
     mode: Literal["off", "always", "on-detection", "manual"] = Field(
-        "off", description="off | always | on-detection (decision 'nerve') | manual (SIGUSR1, or 'r' in a window)"
+        "off", description="off | always | on-detection (decision 'nerve') | manual (SIGUSR1, or 'r' in a window); "
+        "needs roi or profile (or full_frame) unless the source is the phantom"
     )
     dir: str = Field("/var/lib/nerveseg/recordings", min_length=1, description="one folder per session below this")
     pre_roll_s: float = Field(3.0, ge=0, le=60, description="seconds before the trigger kept (ring buffer)")
     post_roll_s: float = Field(3.0, ge=0, le=600, description="seconds recorded after the trigger ends")
-    max_gb: float = Field(10.0, gt=0, description="quota for all sessions; the oldest are deleted first")
+    max_gb: float = Field(
+        10.0, gt=0, description="quota for all sessions; the oldest are deleted first; a session is split at a quarter"
+    )
     max_days: float = Field(30.0, gt=0, description="sessions older than this are deleted")
     full_frame: bool = Field(
         False, description="also write the whole video-out frame (it may show patient details): full.mp4"
@@ -284,9 +287,30 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top level): got {type(data).__name__}: the file must be a mapping of sections"])
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(source, format_validation_error(e)) from None
+    problems = record_problems(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def record_problems(cfg: Config) -> list[str]:
+    """Faults of the ``record`` section that only the whole config shows, one line each (none: [])."""
+    rec = cfg.record
+    if rec.mode == "off" or rec.full_frame or cfg.roi is not None or cfg.profile is not None:
+        return []
+    if cfg.source.kind == "phantom":
+        return []  # the built-in phantom knows where its image sits inside its synthetic interface
+    # Without a ROI the loop analyses, and the recorder would write, the whole video-out frame: the
+    # machine's interface, often with the patient's name. That must be a choice, not a default.
+    return [
+        f"record.mode: got {rec.mode!r}: recording needs to know where the ultrasound image is, or it would write "
+        f"the whole video-out frame of {cfg.source.spec!r} (the machine's interface, often with patient details): "
+        "set roi or profile (run `nerveseg calibrate`), or set record.full_frame: true to knowingly record whole "
+        "frames"
+    ]
 
 
 def load_config(path: str | Path) -> Config:

@@ -56,10 +56,6 @@ def _blank_regions(profile_path: object) -> Sequence[Roi]:
     """Blanking rectangles (full-frame pixels) of the site profile ``profile_path``; none without one."""
     if not profile_path:
         return ()
-    try:
-        from edge.profile import load_profile
-    except ImportError:  # site profiles (edge.profile) not in this build yet
-        logger.warning("record: site profile %s given but edge.profile is unavailable: no blanking applied",
-                       profile_path)
-        return ()
+    from edge.profile import load_profile
+
     return tuple(load_profile(profile_path).blank_rois)

@@ -13,6 +13,11 @@ live outline was a running average of the last masks; the session's
 - `compare_session`: runs another ``.tflite`` over the recorded raw frames with the
   same preprocessing the live loop uses (`edge.preprocess`) and lists the frames where
   it disagrees with what the box said: a regression check on real recordings.
+
+A session cut off by a crash or a full disk may miss an image a JSONL line names:
+all three draw every frame they can read, skip the others with one warning naming
+them, and count them (``skipped``): what was recorded around a lost frame is still
+worth looking at, and a failed export would hide it.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ SHEET_TILE_W = 240
 DEFAULT_DICE_THRESHOLD = 0.7
 
 DETECTION_COLUMNS = ("i", "seq", "source_seq", "t_capture", "p_nerve", "decision", "state", "latency_ms",
-                     "mask_fraction", "pre_roll", "model")
+                     "mask_fraction", "pre_roll", "model", "clip_frame")
 COMPARE_COLUMNS = ("i", "seq", "t_capture", "p_recorded", "p_new", "vote_recorded", "vote_new",
                    "decision_recorded", "decision_new", "dice", "input_reproduced", "disagree", "reason")
 
@@ -208,8 +213,24 @@ class _Renderer:
         )
 
     def frames(self) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+        """Each readable frame, drawn; frames whose PNGs cannot be read are skipped (one warning at the end)."""
+        skipped: list[int] = []
         for rec in self.session.frames:
-            yield rec, self.frame(rec)
+            try:
+                img = self.frame(rec)
+            except ValueError:  # a missing or damaged PNG (cut off by a crash or a full disk)
+                skipped.append(int(rec["i"]))
+                continue
+            yield rec, img
+        _warn_skipped(self.session, skipped)
+
+
+def _warn_skipped(session: Session, skipped: list[int]) -> None:
+    if skipped:
+        shown = ", ".join(f"#{i}" for i in skipped[:20]) + (f" and {len(skipped) - 20} more" if len(skipped) > 20
+                                                           else "")
+        logger.warning("session %s: %d recorded frames have an unreadable raw or mask PNG and were skipped: %s",
+                       session.name, len(skipped), shown)
 
 
 def play(session: Session, stop: threading.Event | None = None) -> int:
@@ -247,8 +268,9 @@ class ExportResult:
     contact_sheet: Path
     clip: Path
     detections: Path
-    frames: int  # frames in the clip and rows in the CSV
-    nerve_frames: int
+    frames: int  # frames in the clip (rows in the CSV: every recorded frame, `skipped` ones included)
+    nerve_frames: int  # of the frames in the clip
+    skipped: list[int] = field(default_factory=list)  # ``i`` of recorded frames whose PNGs could not be read
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -308,14 +330,19 @@ def contact_sheet(session: Session, thumbs: list[tuple[dict[str, Any], np.ndarra
 def export_session(session: Session, out_dir: str | Path, sheet_frames: int = SHEET_FRAMES) -> ExportResult:
     """Write ``contact_sheet.png``, ``clip.mp4`` and ``detections.csv`` for ``session`` into ``out_dir``.
 
-    The clip has one frame per recorded frame (re-drawn overlay, at the recorded rate);
-    the CSV one row per recorded frame. ``out_dir`` is created (0700) when missing.
+    The clip has one frame per readable recorded frame (re-drawn overlay, at the recorded
+    rate); frames whose PNGs cannot be read are skipped (`ExportResult.skipped`, one
+    warning). The CSV has one row per recorded frame (the verdicts are in the JSONL even
+    where an image is lost), ``clip_frame`` empty for the skipped ones. ``out_dir`` is
+    created (0700) when missing. The clip is written under a temporary name and renamed
+    when complete: an export that fails leaves no partial clip.
     """
     out = Path(out_dir).expanduser()
     make_private_dir(out)
     if not out.is_dir():
         raise _bad(f"--export: {out} is not a folder")
     clip_path, sheet_path, csv_path = out / "clip.mp4", out / "contact_sheet.png", out / "detections.csv"
+    tmp_clip = out / f".clip.{os.getpid()}.tmp.mp4"  # FFmpeg picks the container by the extension
     renderer = _Renderer(session)
     pick = set(_sheet_indices(len(session.frames), sheet_frames))
     thumbs: list[tuple[dict[str, Any], np.ndarray]] = []
@@ -325,37 +352,52 @@ def export_session(session: Session, out_dir: str | Path, sheet_frames: int = SH
     table = csv.writer(buf)
     table.writerow(DETECTION_COLUMNS)
     n = nerve = 0
+    skipped: list[int] = []
     try:
-        for rec, img in renderer.frames():
-            img = pad_even(img)
-            if writer is None:
-                size = (img.shape[1], img.shape[0])
-                writer = _open_private_video(clip_path, session.fps, size)
-            if (img.shape[1], img.shape[0]) != size:
-                img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-            writer.write(img)
-            n += 1
-            nerve += rec.get("decision") == "nerve"
-            if rec["i"] in pick:
-                scale = SHEET_TILE_W / img.shape[1]
-                thumbs.append((rec, cv2.resize(img, (SHEET_TILE_W, max(1, round(img.shape[0] * scale))),
-                                               interpolation=cv2.INTER_AREA)))
-            m = session.mask(rec)
-            frac = float((m >= renderer.overlay.mask_threshold).mean()) if m is not None else ""
+        for rec in session.frames:
+            try:
+                img = renderer.frame(rec)
+                m = session.mask(rec)
+            except ValueError:  # a missing or damaged PNG: the row stays, the clip skips it
+                skipped.append(int(rec["i"]))
+                img = m = None
+            clip_frame: int | str = ""
+            if img is not None:
+                img = pad_even(img)
+                if writer is None:
+                    size = (img.shape[1], img.shape[0])
+                    writer = _open_private_video(tmp_clip, session.fps, size)
+                if (img.shape[1], img.shape[0]) != size:
+                    img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+                writer.write(img)
+                clip_frame = n
+                n += 1
+                nerve += rec.get("decision") == "nerve"
+                if rec["i"] in pick:
+                    scale = SHEET_TILE_W / img.shape[1]
+                    thumbs.append((rec, cv2.resize(img, (SHEET_TILE_W, max(1, round(img.shape[0] * scale))),
+                                                   interpolation=cv2.INTER_AREA)))
+            frac = f"{float((m >= renderer.overlay.mask_threshold).mean()):.5f}" if m is not None else ""
             table.writerow([rec["i"], rec["seq"], rec.get("source_seq"), rec.get("t_capture"), rec.get("p_nerve"),
-                            rec.get("decision"), rec.get("state"), rec.get("latency_ms"),
-                            f"{frac:.5f}" if frac != "" else "", rec.get("pre_roll"), rec.get("model")])
+                            rec.get("decision"), rec.get("state"), rec.get("latency_ms"), frac,
+                            rec.get("pre_roll"), rec.get("model"), clip_frame])
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp_clip, clip_path)
+        else:  # an empty session (or not one readable frame): still a valid (empty) export
+            _replace(clip_path, b"")
     finally:
         if writer is not None:
             writer.release()
-    if writer is None:  # an empty session: still a valid (empty) export
-        _replace(clip_path, b"")
+        tmp_clip.unlink(missing_ok=True)
+    _warn_skipped(session, skipped)
     ok, png = cv2.imencode(".png", contact_sheet(session, thumbs))
     if not ok:
         raise OSError("contact sheet PNG encoding failed")
     _replace(sheet_path, png.tobytes())
     _replace(csv_path, buf.getvalue().encode())
-    return ExportResult(out, sheet_path, clip_path, csv_path, n, nerve)
+    return ExportResult(out, sheet_path, clip_path, csv_path, n, nerve, skipped)
 
 
 # -- another model over the recording ---------------------------------------------------------------
@@ -384,6 +426,7 @@ class CompareReport:
     model_new: str
     dice_threshold: float
     rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # ``i`` of frames whose PNGs could not be read
 
     @property
     def frames(self) -> int:
@@ -453,7 +496,12 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
     x = np.zeros(runner.input_hw, np.float32)
     x_rec = None
     for rec in session.frames:
-        raw = session.raw(rec)
+        try:
+            raw = session.raw(rec)
+            m_rec = session.mask(rec)
+        except ValueError:  # a missing or damaged PNG: nothing to compare on this frame
+            report.skipped.append(int(rec["i"]))
+            continue
         res: Result = runner.infer(as_network_saw(preprocess(raw, None, spec.preprocess, out=x)))
         if fh or fv:
             res = Result(np.ascontiguousarray(res.mask[flip]), res.p_nerve, res.t_infer_ns)
@@ -466,7 +514,6 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
         p_rec = float(rec.get("p_nerve") or 0.0)
         vote_rec = p_rec >= rec_t["presence_enter"]
         vote_new = res.p_nerve >= enter
-        m_rec = session.mask(rec)
         if m_rec is not None and m_rec.shape != res.mask.shape:
             m_rec = cv2.resize(m_rec, (res.mask.shape[1], res.mask.shape[0]), interpolation=cv2.INTER_LINEAR)
         d = dice(m_rec >= rec_t["mask"], res.mask >= mask_thr) if m_rec is not None else float("nan")
@@ -483,6 +530,7 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
             "decision_recorded": rec.get("decision") == "nerve", "decision_new": decision_new.nerve,
             "dice": round(d, 4), "input_reproduced": reproduced, "disagree": bool(reason), "reason": reason,
         })
+    _warn_skipped(session, report.skipped)
     return report
 
 
@@ -512,6 +560,9 @@ def format_compare(report: CompareReport, show: int = 10) -> str:
         f"  smoothed decisions differ on {report.decision_disagreements} frames",
         f"  recorded inputs reproduced bit-exactly: {report.inputs_reproduced}/{report.inputs_checked}",
     ]
+    if report.skipped:
+        lines.append(f"  unreadable frames skipped: {len(report.skipped)} "
+                     f"({', '.join(f'#{i}' for i in report.skipped[:10])}{' ...' if len(report.skipped) > 10 else ''})")
     bad = [r for r in report.rows if r["disagree"]]
     for r in bad[:show]:
         lines.append(f"    #{r['i']} seq {r['seq']}: {r['reason']} (p {r['p_recorded']:.2f} -> {r['p_new']:.2f}, "

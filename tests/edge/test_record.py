@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -36,6 +37,10 @@ from edge.types import Roi
 from tests.media import count_video_frames
 
 REPO = Path(__file__).resolve().parents[2]
+# The lung clips and the Kaggle frames hold the ultrasound image alone, no machine interface: their ROI is the
+# whole frame, said explicitly because a recording config must say where the image is.
+LUNG_ROI = ({"x": 0, "y": 0, "w": 234, "h": 234}, {"x": 0, "y": 0, "w": 208, "h": 208})  # lung_clips[0], [1]
+KAGGLE_ROI = {"x": 0, "y": 0, "w": 580, "h": 420}
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +215,7 @@ def test_always_records_every_frame_bit_exact_to_what_the_model_saw(tmp_path, lu
 
 
 def test_real_kaggle_frames_bit_exact(tmp_path, kaggle_fullres, runner):
-    cfg = with_overrides(Config(), source={"spec": f"images:{kaggle_fullres}", "pace": False},
+    cfg = with_overrides(Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "pace": False},
                          loop={"max_frames": 12}, record={"mode": "always", "dir": str(tmp_path)})
     spy = Spy(keep_images=True)
     _run(cfg, runner, [spy, Recorder(cfg.record)])
@@ -236,8 +241,10 @@ class ShownSink(NullSink):
 
 
 def test_annotated_video_draws_what_the_monitor_showed(tmp_path, kaggle_fullres, runner):
-    cfg = with_overrides(Config(), source={"spec": f"images:{kaggle_fullres}", "pace": False},
+    cfg = with_overrides(Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "pace": False},
                          presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1},
+                         # unpaced on a busy box a frame may turn stale; its marker's age is not the event's
+                         overlay={"stale_after_ms": 1e9},
                          loop={"max_frames": 20}, record={"mode": "always", "dir": str(tmp_path)})
 
     class Keep(Spy):
@@ -312,7 +319,7 @@ def test_blanking_and_full_frame_only_when_opted_in(tmp_path, runner):
 def test_manual_pre_roll_holds_exactly_the_frames_before_the_trigger(tmp_path, lung_clips, runner):
     # Paced at 100 fps: ~10 ms between captures, so 0.1 s of pre-roll is about 10 frames.
     cfg = with_overrides(
-        Config(), source={"spec": f"file:{lung_clips[1]}", "fps": 100},
+        Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "fps": 100},
         loop={"max_frames": 150},
         record={"mode": "manual", "dir": str(tmp_path), "pre_roll_s": 0.1, "post_roll_s": 0.05, "queue_frames": 500},
     )
@@ -336,7 +343,8 @@ def test_manual_pre_roll_holds_exactly_the_frames_before_the_trigger(tmp_path, l
     (m1, l1, _), (m2, l2, _) = got
     pre1 = [x["seq"] for x in l1 if x["pre_roll"]]
     t = {f["seq"]: f["t"] for f in spy.frames}
-    assert pre1 == [s for s in range(30) if t[30] - 0.1e9 <= t[s]] and 5 <= len(pre1) <= 15
+    # about 10 frames at 100 fps; fewer where a busy box cannot keep that pace
+    assert pre1 == [s for s in range(30) if t[30] - 0.1e9 <= t[s]] and 2 <= len(pre1) <= 15
     assert l1[len(pre1)]["seq"] == 30 and m1["trigger"]["pre_roll_frames"] == len(pre1)
     # post-roll: frames captured less than 0.05 s after the toggle-off at 60
     assert l1[-1]["seq"] >= 60 and all(t[s] - t[60] < 0.05e9 for s in range(60, l1[-1]["seq"] + 1))
@@ -350,7 +358,7 @@ def test_on_detection_starts_with_pre_roll_and_stops_after_post_roll(tmp_path, k
     # Kaggle frames of subjects 1-2: the model calls some "nerve", some not; with single-frame
     # hysteresis the decision flips often, giving several sessions in one pass.
     cfg = with_overrides(
-        Config(), source={"spec": f"images:{kaggle_fullres}", "fps": 50},
+        Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "fps": 50},
         presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1},
         record={"mode": "on-detection", "dir": str(tmp_path), "pre_roll_s": 0.05, "post_roll_s": 0.03,
                 "queue_frames": 500},
@@ -370,7 +378,7 @@ def test_on_detection_starts_with_pre_roll_and_stops_after_post_roll(tmp_path, k
 
 
 def test_always_mode_splits_long_sessions_without_losing_frames(tmp_path, lung_clips, runner):
-    cfg = with_overrides(Config(), source={"spec": f"file:{lung_clips[1]}", "fps": 100},
+    cfg = with_overrides(Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "fps": 100},
                          loop={"max_frames": 60},
                          record={"mode": "always", "dir": str(tmp_path), "max_session_s": 0.2, "queue_frames": 500})
     _run(cfg, runner, [Recorder(cfg.record)])
@@ -382,7 +390,7 @@ def test_always_mode_splits_long_sessions_without_losing_frames(tmp_path, lung_c
 
 
 def test_window_key_toggles_manual_recording(tmp_path, lung_clips, runner):
-    cfg = with_overrides(Config(), source={"spec": f"file:{lung_clips[1]}", "pace": False},
+    cfg = with_overrides(Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "pace": False},
                          loop={"max_frames": 40},
                          record={"mode": "manual", "dir": str(tmp_path), "pre_roll_s": 0, "post_roll_s": 0})
     sink = KeySink()
@@ -473,23 +481,29 @@ def _check_disk_full_run(cfg_on: Config, cfg_off: Config, runner: ModelRunner, c
     # The loop went on at the source's pace: fps within 10% of the run without recording.
     assert len(spy.frames) == cfg_on.loop.max_frames
     assert fps_on >= 0.9 * fps_off, (fps_on, fps_off)
-    # What was written is consistent: every JSONL line has its frame, nothing half-written.
+    # What was written is consistent: every JSONL line has its frame, nothing half-written, and the
+    # session was closed properly: final manifest, videos finalised (a player opens them), reserve gone.
     [(manifest, lines, sdir)] = _sessions(Path(cfg_on.record.dir))
     assert 0 < len(lines) < len(spy.frames)
     assert len(list((sdir / "raw").iterdir())) == len(lines)
     for line in lines:
         assert load_raw(sdir / line["raw"]).shape[:2] == (234, 234)
-    assert manifest["frames"] in (0, len(lines))  # 0: the final manifest update did not fit either
+    assert manifest["frames"] == len(lines) and manifest["stop_reason"] == "disk full"
+    assert manifest["stopped_utc"] is not None
+    assert manifest["videos_finalised"] == {"annotated": True, "full": None}
+    assert count_video_frames(sdir / record.ANNOTATED_FILE) == manifest["annotated_frames"] == len(lines)
+    assert not (sdir / record.RESERVE_FILE).exists()
     return rec
 
 
 def test_full_tmpfs_stops_recording_and_the_loop_keeps_its_fps(tmp_path, lung_clips, runner, caplog):
+    # 2.5 MB: the session's 1 MiB reserve, the videos' headroom and ~25 frames of ~35 kB.
     mnt = tmp_path / "small"
-    why = _mount_tmpfs(mnt, "400k")
+    why = _mount_tmpfs(mnt, "2500k")
     if why:
         pytest.skip(why)
     try:
-        base = with_overrides(Config(), source={"spec": f"file:{lung_clips[0]}", "fps": 40},
+        base = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "fps": 40},
                               loop={"max_frames": 60})
         cfg_on = with_overrides(base, record={"mode": "always", "dir": str(mnt / "rec"), "min_free_mb": 0})
         rec = _check_disk_full_run(cfg_on, base, runner, caplog)
@@ -498,27 +512,116 @@ def test_full_tmpfs_stops_recording_and_the_loop_keeps_its_fps(tmp_path, lung_cl
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+def test_a_disk_filled_by_someone_else_still_finalises_the_session(tmp_path, lung_clips, runner):
+    # Another program fills the disk while a session is open: the recorder finds no room for its next
+    # frame, and only its reserve is left for FFmpeg's buffered output, the video's index and the
+    # final manifest.
+    mnt = tmp_path / "small"
+    why = _mount_tmpfs(mnt, "3m")
+    if why:
+        pytest.skip(why)
+    try:
+        cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "fps": 40},
+                             loop={"max_frames": 40},
+                             record={"mode": "always", "dir": str(mnt / "rec"), "min_free_mb": 0})
+        rec = Recorder(cfg.record)
+
+        class Filler(PipelineObserver):
+            def on_frame(self, pipeline, event):
+                if event.seq == 10:
+                    t_end = time.monotonic() + 20
+                    while rec.frames_written < 5 and time.monotonic() < t_end:  # a session with an mp4 is open
+                        time.sleep(0.01)
+                    fd = os.open(mnt / "other-program.bin", os.O_WRONLY | os.O_CREAT)
+                    with pytest.raises(OSError) as e:
+                        while True:
+                            os.write(fd, b"\0" * 65536)
+                    os.close(fd)
+                    assert e.value.errno == errno.ENOSPC
+
+        _run(cfg, runner, [Filler(), rec])
+        assert rec.state == "stopped_disk_full" and "No space left on device" in rec.last_error
+        [(manifest, lines, sdir)] = _sessions(mnt / "rec")
+        assert manifest["frames"] == len(lines) >= 5 and manifest["stop_reason"] == "disk full"
+        assert manifest["videos_finalised"]["annotated"] is True
+        assert count_video_frames(sdir / record.ANNOTATED_FILE) == manifest["annotated_frames"] == len(lines)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_never_costs_the_videos(tmp_path, runner):
+    # Two videos (full_frame at 1280x720) and ~300 kB PNGs on a 4 MB disk: FFmpeg writes each mp4 in
+    # 256 KiB pieces, and one piece that does not fit loses that mp4 for good (no index). The recorder
+    # stops while both still fit, so both open, holding every recorded frame.
+    mnt = tmp_path / "small"
+    why = _mount_tmpfs(mnt, "4m")
+    if why:
+        pytest.skip(why)
+    try:
+        cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False, "width": 1280, "height": 720},
+                             loop={"max_frames": 30},
+                             record={"mode": "always", "full_frame": True, "dir": str(mnt / "rec"), "min_free_mb": 0,
+                                     "queue_frames": 500})
+        rec = Recorder(cfg.record)
+        _run(cfg, runner, [rec])
+        assert rec.state == "stopped_disk_full"
+        [(manifest, lines, sdir)] = _sessions(mnt / "rec")
+        assert manifest["frames"] == len(lines) > 0
+        assert manifest["videos_finalised"] == {"annotated": True, "full": True}
+        assert count_video_frames(sdir / record.ANNOTATED_FILE) == manifest["annotated_frames"] == len(lines)
+        assert count_video_frames(sdir / record.FULL_FILE) == manifest["full_frames"] == len(lines)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_manifest_update_that_does_not_fit_keeps_the_old_one(tmp_path):
+    mnt = tmp_path / "small"
+    why = _mount_tmpfs(mnt, "64k")
+    if why:
+        pytest.skip(why)
+    try:
+        path = mnt / record.MANIFEST_FILE
+        good = json.dumps({"format": record.SESSION_FORMAT, "frames": 0}).encode()
+        record._replace_private(path, good)
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)  # the disk fills up
+        with pytest.raises(OSError) as e:
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.close(fd)
+        assert e.value.errno == errno.ENOSPC
+        with pytest.raises(OSError) as e:
+            record._replace_private(path, b"y" * 200_000)  # the bigger final manifest
+        assert e.value.errno == errno.ENOSPC
+        assert path.read_bytes() == good  # intact, not truncated
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler", record.MANIFEST_FILE]  # no temporary left
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
 def test_enospc_from_the_kernel_stops_recording_without_a_mount(tmp_path, lung_clips, runner, caplog, monkeypatch):
-    # Where no filesystem can be mounted: after 15 frames every new file is /dev/full, whose
+    # Where no filesystem can be mounted: after 8 frames every new file is /dev/full, whose
     # writes the kernel itself fails with ENOSPC.
     calls = {"n": 0}
     real_open = record._open_new
 
     def open_new(path: Path, extra_flags: int = 0) -> int:
         calls["n"] += 1
-        if calls["n"] > 2 * 15 + 1:  # jsonl + (raw, mask) per frame
+        if calls["n"] > 3 + 2 * 8:  # reserve, jsonl, annotated.mp4, then (raw, mask) per frame
             return os.open("/dev/full", os.O_WRONLY)
         return real_open(path, extra_flags)
 
     monkeypatch.setattr(record, "_open_new", open_new)
-    base = with_overrides(Config(), source={"spec": f"file:{lung_clips[0]}", "fps": 40}, loop={"max_frames": 60})
+    base = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "fps": 40},
+                          loop={"max_frames": 60})
     cfg_on = with_overrides(base, record={"mode": "always", "dir": str(tmp_path / "rec"), "min_free_mb": 0})
     rec = _check_disk_full_run(cfg_on, base, runner, caplog)
     assert str(errno.ENOSPC) in rec.last_error or "No space" in rec.last_error
 
 
 def test_min_free_space_stops_recording(tmp_path, lung_clips, runner):
-    cfg = with_overrides(Config(), source={"spec": f"file:{lung_clips[1]}", "pace": False}, loop={"max_frames": 5},
+    cfg = with_overrides(Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "pace": False},
+                         loop={"max_frames": 5},
                          record={"mode": "always", "dir": str(tmp_path), "min_free_mb": 1e12})
     rec = Recorder(cfg.record)
     spy = Spy()
@@ -529,7 +632,8 @@ def test_min_free_space_stops_recording(tmp_path, lung_clips, runner):
 
 def test_unusable_record_dir_is_an_error_on_screen_not_a_stop(tmp_path, lung_clips, runner):
     (tmp_path / "afile").write_text("not a folder")
-    cfg = with_overrides(Config(), source={"spec": f"file:{lung_clips[1]}", "pace": False}, loop={"max_frames": 30},
+    cfg = with_overrides(Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "pace": False},
+                         loop={"max_frames": 30},
                          record={"mode": "always", "dir": str(tmp_path / "afile" / "rec")})
     rec = Recorder(cfg.record)
     spy = Spy()
@@ -546,7 +650,8 @@ def test_slow_disk_drops_frames_and_the_overlay_never_waits(tmp_path, lung_clips
         return real_write(path, data)
 
     monkeypatch.setattr(record, "write_private", slow_write)
-    base = with_overrides(Config(), source={"spec": f"file:{lung_clips[0]}", "fps": 60}, loop={"max_frames": 90})
+    base = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "fps": 60},
+                          loop={"max_frames": 90})
     fps_off, _ = _fps_run(base, runner, [])
     cfg = with_overrides(base, record={"mode": "always", "dir": str(tmp_path), "queue_frames": 8})
     rec = Recorder(cfg.record)
@@ -591,6 +696,33 @@ def test_retention_deletes_the_oldest_sessions_first(tmp_path):
     assert [d.name for d in deleted] == [names[3]] and list_sessions(tmp_path) == [tmp_path / names[-1]]
 
 
+def test_retention_counts_kept_sessions_and_extra_bytes_once(tmp_path):
+    from datetime import datetime, timezone
+
+    now = datetime(2025, 3, 20, 12, 0, tzinfo=timezone.utc)
+    old = _fake_session(tmp_path, "20250319T080000.000Z", 1000)
+    kept = _fake_session(tmp_path, "20250320T115900.000Z", 1000)
+    # on disk 2000 bytes; extra_bytes comes on top of the kept session's measured size, once
+    for extra, gone in ((0, []), (400, []), (500, []), (501, [old.name])):
+        assert [d.name for d in apply_retention(tmp_path, max_bytes=2500, max_age_s=1e9, now=now, keep=[kept],
+                                                extra_bytes=extra)] == gone, extra
+    assert kept.is_dir()
+
+
+def test_retention_forgets_sessions_deleted_by_hand(tmp_path):
+    from datetime import datetime, timezone
+
+    now = datetime(2025, 3, 20, 12, 0, tzinfo=timezone.utc)
+    a = _fake_session(tmp_path, "20250318T080000.000Z", 1000)
+    b = _fake_session(tmp_path, "20250319T080000.000Z", 1000)
+    sizes: dict[str, int] = {}
+    assert apply_retention(tmp_path, 5000, 1e9, now=now, sizes=sizes) == []
+    assert sizes == {a.name: 1000, b.name: 1000}
+    shutil.rmtree(a)  # an engineer frees space by hand
+    assert apply_retention(tmp_path, 5000, 1e9, now=now, sizes=sizes) == []
+    assert sizes == {b.name: 1000}  # what the recorder sums as "other sessions" is what is on disk
+
+
 def test_recorder_applies_age_and_quota_at_start_and_while_recording(tmp_path, lung_clips, runner, caplog):
     from datetime import datetime, timedelta, timezone
 
@@ -598,11 +730,12 @@ def test_recorder_applies_age_and_quota_at_start_and_while_recording(tmp_path, l
     expired = _fake_session(tmp_path, record._session_name(now - timedelta(days=40)), 10)
     older = _fake_session(tmp_path, record._session_name(now - timedelta(days=2)), 800_000)
     newer = _fake_session(tmp_path, record._session_name(now - timedelta(days=1)), 800_000)
-    # Quota 2 MB. At start only the expired session goes (1.6 MB left); once the new session
-    # passes 0.4 MB (20 frames of ~30 kB), the older young one goes, the newer one stays.
-    cfg = with_overrides(Config(), source={"spec": f"file:{lung_clips[0]}", "pace": False},
+    # Quota 3 MB. At start only the expired session goes: 1.6 MB + the open session's 1 MiB reserve
+    # fit. Once the new session holds 0.35 MB (~12 frames of ~30 kB), the older young one goes, the
+    # newer one stays.
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
                          loop={"max_frames": 20},
-                         record={"mode": "always", "dir": str(tmp_path), "max_gb": 0.002, "max_days": 30,
+                         record={"mode": "always", "dir": str(tmp_path), "max_gb": 0.003, "max_days": 30,
                                  "queue_frames": 500})
     rec = Recorder(cfg.record)
     with caplog.at_level(logging.INFO, logger="edge.record"):
@@ -614,7 +747,294 @@ def test_recorder_applies_age_and_quota_at_start_and_while_recording(tmp_path, l
     assert first_delete < started and deleted == [expired.name, older.name], msgs
     assert "older than record.max_days" in msgs[first_delete]
     assert any(m.startswith(f"retention: deleted session {older.name} (over record.max_gb") for m in msgs)
-    [current] = [s for s in list_sessions(tmp_path) if s != newer]
+    current = [s for s in list_sessions(tmp_path) if s != newer]
     assert newer.is_dir() and rec.frames_written == 20
-    assert json.loads((current / record.MANIFEST_FILE).read_text())["frames"] == 20
-    assert sum(record.dir_size(s) for s in list_sessions(tmp_path)) <= 2_000_000
+    # the recording may have been split at a quarter of the quota; no frame lost
+    got = [json.loads((c / record.MANIFEST_FILE).read_text()) for c in current]
+    assert sum(m["frames"] for m in got) == 20
+    assert all(m["trigger"]["reason"] == "continued" for m in got[1:])
+    assert sum(record.dir_size(s) for s in list_sessions(tmp_path)) <= 3_000_000
+
+
+def _probe_size(tmp_path: Path, cfg: Config, runner: ModelRunner) -> int:
+    """Bytes of the session ``cfg`` records, measured by recording it once into a folder of its own."""
+    probe = with_overrides(cfg, record={"dir": str(tmp_path / "probe"), "max_gb": 10})
+    _run(probe, runner, [Recorder(probe.record)])
+    [s] = list_sessions(tmp_path / "probe")
+    return record.dir_size(s)
+
+
+def test_the_open_session_is_counted_once(tmp_path, lung_clips, runner, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
+                         loop={"max_frames": 60}, record={"mode": "always", "queue_frames": 500})
+    size = _probe_size(tmp_path, cfg, runner)
+    root = tmp_path / "rec"
+    old = _fake_session(root, record._session_name(datetime.now(timezone.utc) - timedelta(days=1)), 1_000_000)
+    # Everything fits: the old session, the new one and its reserve while it is open, with 10% to spare.
+    # Counting the open session twice (once measured, once as "extra") would delete the old one.
+    quota = 1_000_000 + size + record._RESERVE_BYTES + 0.1 * size
+    monkeypatch.setattr(record, "_RETENTION_EVERY_S", 0.0)  # the every-minute pass after every frame
+    cfg = with_overrides(cfg, record={"dir": str(root), "max_gb": quota / 1e9})
+    rec = Recorder(cfg.record)
+    _run(cfg, runner, [rec])
+    assert old.is_dir(), rec.health()
+    assert rec.frames_written == 60 and rec.state == "off"
+
+
+def test_a_session_deleted_by_hand_frees_the_quota(tmp_path, lung_clips, runner):
+    from datetime import datetime, timedelta, timezone
+
+    old = _fake_session(tmp_path, record._session_name(datetime.now(timezone.utc) - timedelta(days=1)), 2_000_000)
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
+                         loop={"max_frames": 50},
+                         record={"mode": "always", "dir": str(tmp_path), "max_gb": 0.003, "queue_frames": 500})
+
+    class Admin(PipelineObserver):
+        def on_frame(self, pipeline, event):
+            if event.seq == 5:
+                shutil.rmtree(old)  # the recorder knows its size from the start-up pass
+
+    rec = Recorder(cfg.record)
+    _run(cfg, runner, [Admin(), rec])
+    got = _sessions(tmp_path)
+    # 50 frames (~1.7 MB) in at most three sessions (split at a quarter of the 3 MB quota), not one
+    # session a frame because the deleted 2 MB were still counted.
+    assert 1 <= len(got) <= 3 and rec.sessions_started == len(got), [m["stop_reason"] for m, _, _ in got]
+    assert [x["seq"] for _, lines, _ in got for x in lines] == list(range(50))
+
+
+def test_the_quota_counts_the_videos(tmp_path, runner):
+    # full_frame at 1280x720: full.mp4 is most of what is written. An old session must go once the
+    # new one's PNGs, JSONL and videos no longer fit beside it: counting PNGs and JSONL alone would
+    # keep it and overrun the quota.
+    from datetime import datetime, timedelta, timezone
+
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False, "width": 1280, "height": 720},
+                         loop={"max_frames": 24},
+                         record={"mode": "always", "full_frame": True, "queue_frames": 500})
+    probe = with_overrides(cfg, record={"dir": str(tmp_path / "probe")})
+    _run(probe, runner, [Recorder(probe.record)])
+    [ps] = list_sessions(tmp_path / "probe")
+    videos = sum(os.stat(ps / f).st_size for f in (record.ANNOTATED_FILE, record.FULL_FILE))
+    others = record.dir_size(ps) - videos
+    assert videos > 2 * 512 * 1024, (videos, others)  # FFmpeg writes in 256 KiB steps: enough of them to see
+    root = tmp_path / "rec"
+    old = _fake_session(root, record._session_name(datetime.now(timezone.utc) - timedelta(days=1)), 1_000_000)
+    # room for the old session, the reserve, the PNGs and JSONL and half the videos: not for all of it
+    quota = 1_000_000 + record._RESERVE_BYTES + others + videos / 2
+    cfg = with_overrides(cfg, record={"dir": str(root), "max_gb": quota / 1e9, "max_session_s": 1e6})
+    rec = Recorder(cfg.record)
+    _run(cfg, runner, [rec])
+    assert not old.exists() and rec.frames_written == 24
+    assert sum(record.dir_size(s) for s in list_sessions(root)) <= quota
+
+
+def test_a_long_session_is_split_so_the_quota_keeps_most_of_it(tmp_path, lung_clips, runner):
+    # Quota 2.4 MB, 60 frames ~2 MB: a session that grew to the whole quota would be deleted as soon
+    # as the next one began. Split at a quarter of the quota, only the oldest pieces go.
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
+                         loop={"max_frames": 60},
+                         record={"mode": "always", "dir": str(tmp_path), "max_gb": 0.0024, "queue_frames": 500})
+    rec = Recorder(cfg.record)
+    _run(cfg, runner, [rec])
+    got = _sessions(tmp_path)
+    assert rec.frames_written == 60 and rec.state == "off" and len(got) >= 2
+    seqs = [x["seq"] for _, lines, _ in got for x in lines]
+    assert seqs == list(range(60 - len(seqs), 60))  # the newest frames, none missing
+    assert len(seqs) >= 30  # at least half of what was recorded is still there
+    for manifest, lines, sdir in got:
+        assert manifest["frames"] == len(lines) and record.dir_size(sdir) <= 0.25 * 2.4e6 + 300_000
+        assert manifest["trigger"]["reason"] in ("always", "continued")
+    assert sum(record.dir_size(s) for s in list_sessions(tmp_path)) <= 2.4e6
+
+
+# -- stop, drops, privacy, trigger edge cases --------------------------------------------------------
+
+
+def _slow_writes(monkeypatch, seconds: float) -> None:
+    real_write = record.write_private
+
+    def slow_write(path: Path, data: bytes) -> int:
+        time.sleep(seconds)  # an SD card in trouble
+        return real_write(path, data)
+
+    monkeypatch.setattr(record, "write_private", slow_write)
+
+
+def test_stop_with_a_long_backlog_drops_it_and_closes_the_session(tmp_path, lung_clips, runner, monkeypatch):
+    _slow_writes(monkeypatch, 0.05)  # ~10 frames/s
+    monkeypatch.setattr(record, "_CLOSE_TIMEOUT_S", 0.5)  # stands in for a backlog longer than the real 10 s
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
+                         loop={"max_frames": 60}, record={"mode": "always", "dir": str(tmp_path), "queue_frames": 64})
+    rec = Recorder(cfg.record)
+    t0 = time.monotonic()
+    _run(cfg, runner, [rec])
+    assert not rec._thread.is_alive() and time.monotonic() - t0 < 30
+    h = rec.health()
+    [(manifest, lines, sdir)] = _sessions(tmp_path)
+    assert manifest["stopped_utc"] is not None and "dropped" in manifest["stop_reason"]
+    assert 0 < manifest["frames"] == len(lines) == h["frames_written"] < 60
+    assert manifest["frames"] + manifest["frames_dropped"] == 60 == h["frames_written"] + h["frames_dropped"]
+    assert manifest["videos_finalised"]["annotated"] is True
+    assert count_video_frames(sdir / record.ANNOTATED_FILE) == manifest["annotated_frames"] == len(lines)
+    assert [x["seq"] for x in lines] == list(range(len(lines)))  # the backlog's tail went, not random frames
+
+
+def test_drops_count_in_the_session_that_lost_them(tmp_path, lung_clips, runner, monkeypatch):
+    _slow_writes(monkeypatch, 0.02)
+    cfg = with_overrides(Config(), roi=LUNG_ROI[0], source={"spec": f"file:{lung_clips[0]}", "pace": False},
+                         loop={"max_frames": 120},
+                         record={"mode": "always", "dir": str(tmp_path), "queue_frames": 4, "max_session_s": 0.15})
+    rec = Recorder(cfg.record)
+    _run(cfg, runner, [rec])
+    got = _sessions(tmp_path)
+    h = rec.health()
+    assert len(got) >= 2 and h["frames_dropped"] > 10
+    prev_last = -1
+    for k, (manifest, lines, _) in enumerate(got):
+        seqs = [x["seq"] for x in lines]
+        # The loop numbers every frame (seq): what a session misses between its first frame and its
+        # last, before its first when it continues the previous one, and, for the session open at
+        # the stop, after its last, is what it dropped.
+        first = prev_last + 1 if manifest["trigger"]["reason"] == "continued" else seqs[0]
+        last = 119 if k == len(got) - 1 else seqs[-1]
+        assert manifest["frames_dropped"] == last + 1 - first - len(seqs), manifest["session"]
+        prev_last = seqs[-1]
+    assert sum(m["frames_dropped"] for m, _, _ in got) == h["frames_dropped"] == 120 - h["frames_written"]
+
+
+def test_recording_without_a_roi_is_refused_unless_whole_frames_are_wanted(tmp_path, lung_clips, runner, capsys):
+    from edge.cli import EXIT_CONFIG, main
+
+    clip = f"file:{lung_clips[0]}"
+    for mode in ("always", "on-detection", "manual"):
+        with pytest.raises(ConfigError) as e:
+            parse_config({"source": {"spec": clip}, "record": {"mode": mode}})
+        [problem] = e.value.problems
+        assert problem.startswith(f"record.mode: got {mode!r}:")
+        for hint in ("roi", "profile", "nerveseg calibrate", "record.full_frame: true"):
+            assert hint in problem
+    assert parse_config({"source": {"spec": clip}, "record": {"mode": "always"}, "roi": LUNG_ROI[0]})
+    assert parse_config({"source": {"spec": clip}, "record": {"mode": "always", "full_frame": True}})
+    assert parse_config({"source": {"spec": clip}})  # not recording
+    assert parse_config({"record": {"mode": "always"}})  # the phantom knows its image area
+    # The rule sees the effective config: a --source override on the command line counts.
+    with pytest.raises(ConfigError) as e:
+        with_overrides(parse_config({"record": {"mode": "always"}}), source={"spec": clip})
+    assert e.value.problems[0].startswith("record.mode:")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(f"record: {{mode: always, dir: '{tmp_path / 'rec'}'}}\n")
+    assert main(["run", "--config", str(cfg_file), "--source", str(lung_clips[0]), "--frames", "3"]) == EXIT_CONFIG
+    assert "record.mode" in capsys.readouterr().err and not (tmp_path / "rec").exists()
+
+    # A loop built without a ROI in code (no config check): the recorder refuses, the loop runs on.
+    cfg = with_overrides(Config(), source={"spec": clip, "pace": False}, loop={"max_frames": 5})
+    rec = Recorder(with_overrides(Config(), record={"mode": "always", "dir": str(tmp_path / "rec")}).record)
+    spy = Spy()
+    _, stats = _run(cfg, runner, [spy, rec])
+    assert stats.frames == 5 and rec.state == "error" and "roi" in rec.last_error
+    assert "RECORDING ERROR" in spy.notices and not (tmp_path / "rec").exists()
+
+
+def _mixed_folder(tmp_path: Path, kaggle_fullres: Path, data_dir: Path) -> Path:
+    """10 frames of 580x420, 15 of 256x186 (the 500x400 ROI does not fit them), 10 of 580x420."""
+    from edge.sources.images import list_images
+
+    big = list_images(kaggle_fullres)
+    small = list_images(data_dir / "kaggle-bp" / "img_256x186")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for k in range(10):
+        shutil.copy(big[k], folder / f"a{k:03d}.png")
+        shutil.copy(big[10 + k], folder / f"c{k:03d}.png")
+    for k in range(15):
+        shutil.copy(small[k], folder / f"b{k:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["always", "manual"])
+def test_a_stretch_the_loop_cannot_analyse_does_not_end_the_session(tmp_path, kaggle_fullres, data_dir, runner,
+                                                                     mode):
+    folder = _mixed_folder(tmp_path, kaggle_fullres, data_dir)
+    cfg = with_overrides(Config(), roi={"x": 0, "y": 0, "w": 500, "h": 400},
+                         source={"spec": f"images:{folder}", "fps": 50},
+                         record={"mode": mode, "dir": str(tmp_path / "rec"), "post_roll_s": 0.1,
+                                 "pre_roll_s": 0, "queue_frames": 500})
+    rec = Recorder(cfg.record)
+    spy = Spy(toggles_at=(0,) if mode == "manual" else (), recorder=rec)  # manual: on from the first frame
+    pipe, _ = _run(cfg, runner, [spy, rec])
+    assert pipe.counters.not_analysed_frames == 15  # 0.3 s of frames, longer than the post-roll
+    [(manifest, lines, _)] = _sessions(tmp_path / "rec")
+    assert manifest["frames"] == len(lines) == 20 and manifest["stop_reason"] == "loop ended"
+
+
+def test_a_split_keeps_the_post_roll_deadline(tmp_path, lung_clips, runner):
+    # Manual on at seq 10, off at 20; post-roll 0.3 s. At 100 fps the session is split (0.25 s)
+    # during the post-roll: the continued session must end when the post-roll ends, not 0.3 s
+    # after the split.
+    cfg = with_overrides(
+        Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "fps": 100}, loop={"max_frames": 90},
+        record={"mode": "manual", "dir": str(tmp_path), "pre_roll_s": 0, "post_roll_s": 0.3, "max_session_s": 0.25,
+                "queue_frames": 500},
+    )
+    rec = Recorder(cfg.record)
+    spy = Spy(toggles_at=(10, 20), recorder=rec)
+    _run(cfg, runner, [spy, rec])
+    t = {f["seq"]: f["t"] for f in spy.frames}
+    expected = _expected_sessions(spy.frames, lambda f: 10 <= f["seq"] < 20, 0, 0.3)
+    got = _sessions(tmp_path)
+    merged: list[list[int]] = []
+    for manifest, lines, _ in got:
+        seqs = [x["seq"] for x in lines]
+        if manifest["trigger"]["reason"] == "continued":
+            merged[-1].extend(seqs)
+        else:
+            merged.append(seqs)
+    assert len(got) >= 2 and got[0][0]["stop_reason"] == "record.max_session_s reached"
+    assert t[got[0][1][-1]["seq"]] - t[20] < 0.3e9  # the split fell inside the post-roll
+    assert merged == expected
+
+
+def test_one_toggle_retries_after_a_full_disk_from_the_toggling_frame(tmp_path, lung_clips, runner):
+    cfg = with_overrides(Config(), roi=LUNG_ROI[1], source={"spec": f"file:{lung_clips[1]}", "fps": 30},
+                         loop={"max_frames": 50},
+                         record={"mode": "manual", "dir": str(tmp_path), "pre_roll_s": 0, "post_roll_s": 0,
+                                 "min_free_mb": 1e12})
+    rec = Recorder(cfg.record)
+
+    class Operator(PipelineObserver):
+        """After the recorder: a toggle here arrives between frames, as SIGUSR1 does."""
+
+        def on_frame(self, pipeline, event):
+            if event.seq in (4, 19, 39):
+                rec.request_toggle()  # applies from the next frame on
+            if event.seq == 12:
+                t_end = time.monotonic() + 10
+                while rec.state != "stopped_disk_full" and time.monotonic() < t_end:
+                    time.sleep(0.01)
+                assert rec.state == "stopped_disk_full"
+                rec._min_free = 0  # the operator frees space
+
+    _run(cfg, runner, [rec, Operator()])
+    [(manifest, lines, _)] = _sessions(tmp_path)
+    assert [x["seq"] for x in lines] == list(range(20, 40))
+    assert manifest["trigger"]["seq"] == 20
+
+
+def test_mp4_frame_count_reads_the_index_of_finalised_files_only(tmp_path):
+    path = tmp_path / "v.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        w.write(rng.integers(0, 255, (48, 64, 3), np.uint8))
+        if k == 30:
+            cut = path.read_bytes()  # what a crash leaves: FFmpeg's data, no index yet
+    w.release()
+    assert record.mp4_frame_count(path) == count_video_frames(path) == 40
+    (tmp_path / "cut.mp4").write_bytes(cut)
+    assert record.mp4_frame_count(tmp_path / "cut.mp4") is None
+    (tmp_path / "short.mp4").write_bytes(path.read_bytes()[:-100])  # index cut short
+    assert record.mp4_frame_count(tmp_path / "short.mp4") is None
+    assert record.mp4_frame_count(tmp_path / "none.mp4") is None
