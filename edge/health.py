@@ -19,6 +19,16 @@ image data.
 Metrics (``health.metrics_port``) are served from the latest snapshot by a small
 ``http.server`` thread bound to 127.0.0.1 only: the box has no business
 exposing itself on the network; scrape through an SSH tunnel or a local agent.
+Each connection gets a handler thread with a socket timeout
+(`METRICS_CLIENT_TIMEOUT_S`), and at most `METRICS_MAX_HANDLERS` run at once
+(a connection beyond that is closed at once): a client that connects and says
+nothing costs one thread for a couple of seconds, never a thread for ever.
+
+Snapshots are taken on the processing thread, so a hung loop stops them: the
+file then stops changing, and the metrics keep the last values with
+``nerveseg_up`` still 1. What shows the hang is the age of the snapshot,
+``nerveseg_status_age_seconds`` (computed at scrape time from ``time_unix``),
+and for the file ``nerveseg status --max-age``: alert on those, not on ``up``.
 
 Fields of the status file (``schema_version`` 1) are listed in `STATUS_FIELDS`.
 """
@@ -34,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +62,18 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: Where the appliance writes it (systemd/config.yaml) and where `nerveseg status` looks by default.
 DEFAULT_STATUS_FILE = "/run/nerveseg/status.json"
+#: Seconds a metrics client may stay silent (per receive or send) before its connection is dropped. A local
+#: scraper sends its request within milliseconds of connecting.
+METRICS_CLIENT_TIMEOUT_S = 2.0
+#: Metrics connections served at once; one more is closed without an answer (the scraper tries again at its
+#: next interval). A box has one scraper: this only bounds the threads that stuck clients can hold.
+METRICS_MAX_HANDLERS = 4
 #: Every value `edge.pipeline.Pipeline.state` takes.
 STATES = ("starting", "live", "stale", "not_analysed", "no_signal", "stopped")
 
 STATUS_FIELDS: dict[str, str] = {
     "schema_version": "1",
-    "time": "when this snapshot was written, UTC ISO 8601",
+    "time": "when this snapshot was taken (on the processing thread), UTC ISO 8601",
     "time_unix": "the same, seconds since the epoch",
     "version": "nerveseg version",
     "pid": "process id of the loop",
@@ -139,11 +155,13 @@ def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(status: dict[str, Any] | None) -> str:
-    """Prometheus text exposition format (0.0.4) of a status snapshot.
+def render_metrics(status: dict[str, Any] | None, now_unix: float | None = None) -> str:
+    """Prometheus text exposition format (0.0.4) of a status snapshot, as of ``now_unix`` (None = now).
 
     Times are in seconds and sizes in bytes, as Prometheus names them; ``nerveseg_state`` has one
-    series per state, 1 for the current one.
+    series per state, 1 for the current one. The ages (``nerveseg_status_age_seconds``,
+    ``nerveseg_last_frame_age_seconds``) are computed at ``now_unix``, so they keep growing while the
+    loop is hung and the snapshot does not change.
     """
     out: list[str] = []
 
@@ -159,10 +177,12 @@ def render_metrics(status: dict[str, Any] | None) -> str:
             num = str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.10g}"
             out.append(f"{name}{{{lab}}} {num}" if lab else f"{name} {num}")
 
-    metric("nerveseg_up", "gauge", "1 while the live loop runs", [({}, 1)])
+    metric("nerveseg_up", "gauge", "1 while the process serves metrics (a hung loop too: see "
+           "nerveseg_status_age_seconds)", [({}, 1)])
     if not status:
         return "\n".join(out) + "\n"
     s = status
+    age = status_age_s(s, now_unix)
     model = s.get("model") or {}
     metric("nerveseg_info", "gauge", "version and model of the running loop",
            [({"version": s.get("version", ""), "model": model.get("name", ""),
@@ -189,8 +209,11 @@ def render_metrics(status: dict[str, Any] | None) -> str:
            [({}, scaled("latency_ms_p95", ms))])
     metric("nerveseg_p_nerve", "gauge", "P(nerve) of the last analysed frame", [({}, s.get("p_nerve"))])
     metric("nerveseg_nerve_in_view", "gauge", "1 while the outline is shown", [({}, s.get("nerve"))])
-    metric("nerveseg_last_frame_age_seconds", "gauge", "seconds since the last processed frame",
-           [({}, s.get("last_frame_age_s"))])
+    frame_age = s.get("last_frame_age_s")
+    if isinstance(frame_age, (int, float)) and age is not None:
+        frame_age = frame_age + max(age, 0.0)
+    metric("nerveseg_last_frame_age_seconds", "gauge", "seconds since the last processed frame, at scrape time",
+           [({}, frame_age)])
     metric("nerveseg_uptime_seconds", "gauge", "seconds since the loop started", [({}, s.get("uptime_s"))])
     src = s.get("source") or {}
     metric("nerveseg_source_connected", "gauge", "1 while the capture device is open (live sources)",
@@ -206,6 +229,8 @@ def render_metrics(status: dict[str, Any] | None) -> str:
            [({}, int(s.get("last_error") is not None))])
     metric("nerveseg_status_timestamp_seconds", "gauge", "when these values were taken, unix time",
            [({}, s.get("time_unix"))])
+    metric("nerveseg_status_age_seconds", "gauge", "seconds since these values were taken, at scrape time; "
+           "grows while the loop is hung", [({}, None if age is None else round(age, 3))])
     return "\n".join(out) + "\n"
 
 
@@ -217,7 +242,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] not in ("/metrics", "/"):
             self.send_error(404, "only /metrics is here")
             return
-        body = render_metrics(self.server.snapshot()).encode("utf-8")
+        body = render_metrics(self.server.snapshot(), time.time()).encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -228,13 +253,59 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         logger.debug("metrics: " + format, *args)
 
 
-class _MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _MetricsServer(HTTPServer):
+    """One handler thread per connection, at most ``max_handlers`` at once, each with a socket timeout.
 
-    def __init__(self, port: int, snapshot: Callable[[], dict[str, Any] | None]):
+    http.server's ThreadingHTTPServer starts a thread for every connection and waits for its request
+    for ever: idle connections would pile up threads in the process that draws the overlay.
+    """
+
+    # Accept a burst of connections at once (and close those over the limit at once) rather than leave them
+    # to the kernel, where a client's connect() hangs for seconds of SYN retries.
+    request_queue_size = 32
+
+    def __init__(self, port: int, snapshot: Callable[[], dict[str, Any] | None],
+                 client_timeout_s: float = METRICS_CLIENT_TIMEOUT_S, max_handlers: int = METRICS_MAX_HANDLERS):
         # Loopback only, on purpose: there is no setting to bind anything else.
         super().__init__(("127.0.0.1", port), _MetricsHandler)
         self.snapshot = snapshot
+        self.client_timeout_s = client_timeout_s
+        self.max_handlers = max_handlers
+        self._slots = threading.BoundedSemaphore(max_handlers)
+        self.refused = 0
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = super().get_request()
+        conn.settimeout(self.client_timeout_s)  # every recv and send of the handler; None would wait for ever
+        return conn, addr
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            logger.debug("metrics: %d connections already being served; closing one from %s",
+                         self.max_handlers, client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            threading.Thread(target=self._serve_one, args=(request, client_address),
+                             name="nerveseg-metrics-client", daemon=True).start()
+        except BaseException:
+            self._slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - a client that went away must not end the server thread
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints a traceback to stderr; a scraper hanging up is not worth more.
+        logger.debug("metrics: connection from %s failed", client_address, exc_info=True)
 
 
 # -- the writer thread ---------------------------------------------------------------------------
@@ -287,9 +358,10 @@ class _StatusWriter(threading.Thread):
                         return
 
     def _complete_and_write(self, snap: dict[str, Any]) -> None:
-        t = time.time()
+        t = snap.get("time_unix")
+        if not isinstance(t, (int, float)):
+            t = snap["time_unix"] = round(time.time(), 3)
         snap["time"] = datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-        snap["time_unix"] = round(t, 3)
         snap["disk"] = disk_usage(self.disk_path)
         ordered = {k: snap[k] for k in STATUS_FIELDS if k in snap}
         ordered.update((k, v) for k, v in snap.items() if k not in ordered)
@@ -364,7 +436,8 @@ class HealthMonitor(PipelineObserver):
 
     def _start_metrics(self, pipeline: Pipeline, port: int) -> None:
         try:
-            self._server = _MetricsServer(port, self._writer.latest if self._writer else lambda: None)
+            self._server = _MetricsServer(port, self._writer.latest if self._writer else lambda: None,
+                                          METRICS_CLIENT_TIMEOUT_S, METRICS_MAX_HANDLERS)
         except OSError as e:
             pipeline.last_error = f"metrics: cannot listen on 127.0.0.1:{port}: {e}"
             logger.error("health: %s; running without metrics", pipeline.last_error)
@@ -409,10 +482,15 @@ class HealthMonitor(PipelineObserver):
     def _submit(self, pipeline: Pipeline, now: float) -> None:
         self._next = now + self.interval_s
         if self._writer is not None:
-            self._writer.submit(self.snapshot(pipeline, now))
+            snap = self.snapshot(pipeline, now)
+            # Stamped here, on the processing thread, not when the writer gets to it: the age of a
+            # snapshot is the age of the loop's last sign of life.
+            snap["time_unix"] = round(time.time(), 3)
+            self._writer.submit(snap)
 
     def snapshot(self, pipeline: Pipeline, now: float | None = None) -> dict[str, Any]:
-        """The status of ``pipeline`` now, without the time and disk fields the writer adds."""
+        """The status of ``pipeline`` now, without the time fields (`_submit` stamps them) and the disk
+        figures (the writer adds those)."""
         now = self._clock() if now is None else now
         c = pipeline.counters
         dt = now - self._rate_t

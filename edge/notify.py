@@ -28,7 +28,15 @@ What the loop says, and why (the unit is ``systemd/nerveseg.service``):
 - ``STATUS=`` with the state (`edge.pipeline.Pipeline.state`) and fps, on every
   change of state and every couple of seconds (``systemctl status nerveseg``).
 - ``STOPPING=1`` when the loop ends; the CLI also sends it the moment SIGTERM
-  arrives (`notify_stopping`).
+  arrives (`notify_stopping`). It always goes in a datagram of its own, before
+  the STATUS= that explains it: a STATUS= carrying a long error text must never
+  cost the STOPPING=1.
+
+Size: systemd reads a notify datagram into a 4096-byte buffer and ignores one
+that does not fit, whole. Every field is therefore made one line without control
+characters (a newline would start a new ``KEY=value``, a NUL makes systemd drop
+the message) and cut to `MAX_FIELD_BYTES`; `Notifier.send` refuses a datagram
+over `MAX_DATAGRAM_BYTES` rather than send one that would be ignored.
 
 Heartbeat interval: a quarter of ``$WATCHDOG_USEC`` (at most 1 s), so a slow
 frame or two never costs a restart. Without ``$WATCHDOG_USEC`` (or with a
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +70,13 @@ STATUS_INTERVAL_S = 2.0
 #: loop still counts as "visibly retrying". Covers OpenCV's V4L2 select timeout (1 s here, 10 s if an operator
 #: raised it) plus the backoff between two attempts.
 OUTAGE_PROGRESS_MARGIN_S = 15.0
+#: systemd's manager reads a notify datagram into PIPE_BUF (4096) bytes and ignores a longer one entirely;
+#: one byte less keeps clear of the boundary whichever way a systemd version counts it.
+MAX_DATAGRAM_BYTES = 4095
+#: Longest single field (``STATUS=`` with an error text in it): ``systemctl status`` shows one line anyway,
+#: and three such fields still fit one datagram.
+MAX_FIELD_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 #: Counters a reconnecting source (edge.sources.base.ReconnectingSource) exposes; any movement = it is retrying.
 _PROGRESS_ATTRS = ("failed_reads", "open_failures", "reconnects")
 
@@ -78,6 +94,15 @@ def socket_address(raw: str | None) -> str | None:
     if raw.startswith("/"):
         return raw
     return None
+
+
+def clean_field(field: str, limit: int = MAX_FIELD_BYTES) -> bytes:
+    """``field`` as one protocol line: control characters (newline, NUL, ...) become one space each run,
+    and the UTF-8 bytes are cut to ``limit`` (at a character boundary, ending in ``...``)."""
+    data = _CONTROL.sub(" ", field).encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data
+    return data[: limit - 3].decode("utf-8", "ignore").encode("utf-8") + b"..."
 
 
 def watchdog_timeout_s(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
@@ -130,10 +155,18 @@ class Notifier:
         return self._sock is not None
 
     def send(self, *fields: str) -> bool:
-        """Send ``fields`` (``"KEY=value"`` each) as one datagram. True if it went out."""
+        """Send ``fields`` (``"KEY=value"`` each) as one datagram. True if it went out.
+
+        Each field is made one line and cut to `MAX_FIELD_BYTES` (`clean_field`). Raises ValueError
+        when the datagram would still be over `MAX_DATAGRAM_BYTES` (too many fields for one message:
+        systemd would ignore all of them).
+        """
         if self._sock is None:
             return False
-        msg = "\n".join(f.replace("\n", " ") for f in fields).encode("utf-8", "replace")
+        msg = b"\n".join(clean_field(f) for f in fields)
+        if len(msg) > MAX_DATAGRAM_BYTES:
+            raise ValueError(f"notify message of {len(msg)} bytes: systemd ignores one over "
+                             f"{MAX_DATAGRAM_BYTES}; send fewer fields at a time")
         try:
             self._sock.sendto(msg, self.address)
         except BlockingIOError:
@@ -158,7 +191,8 @@ def notify_stopping(reason: str = "stopping") -> None:
     """Tell systemd at once that we are on the way out (called from the SIGTERM/SIGINT handler)."""
     n = Notifier()
     if n.enabled:
-        n.send("STOPPING=1", f"STATUS={reason}")
+        n.send("STOPPING=1")  # alone: nothing in the same datagram can make systemd ignore it
+        n.send(f"STATUS={reason}")
     n.close()
 
 
@@ -279,7 +313,9 @@ class SystemdNotifier(PipelineObserver):
 
     def on_stop(self, pipeline: Pipeline, stats: Stats | None) -> None:
         text = "stopped" if pipeline.last_error is None else f"stopped: {pipeline.last_error}"
-        self.notifier.send("STOPPING=1", f"STATUS={text}")
+        # STOPPING=1 first and alone; the error text, however long, only rides with STATUS= (cut to size).
+        self.notifier.send("STOPPING=1")
+        self.notifier.send(f"STATUS={text}")
         self.notifier.close()
 
     def _source_retrying(self, pipeline: Pipeline, now: float) -> bool:

@@ -15,7 +15,10 @@
 #   5. the unit                                             /etc/systemd/system/nerveseg.service
 #   6. console blanking off: consoleblank=0 on the kernel command line on Raspberry Pi OS (next boot);
 #      on every box the unit itself switches blanking off on tty1 before each start
-#   7. systemctl daemon-reload, enable, restart (--no-block: it does not wait for a video signal)
+#   7. boot target: a box that boots to a desktop (graphical.target with a display manager: Raspberry Pi OS
+#      desktop, stock Jetson Ubuntu) gets a warning, since the desktop's compositor owns the screen and the
+#      framebuffer overlay never shows; --console-boot makes it boot to the console (multi-user.target)
+#   8. systemctl daemon-reload, enable, restart (--no-block: it does not wait for a video signal)
 #
 # DESTDIR (--destdir DIR or the DESTDIR variable) installs into a folder instead of the running system,
 # for tests and image builds: users, folders and enablement are written there by systemd's own tools
@@ -25,6 +28,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: systemd/install.sh [--dry-run] [--destdir DIR] [--no-start] [--no-venv] [--python PY] [--from SRC]
+                          [--console-boot]
 
   --dry-run      print every action, change nothing (no root needed)
   --destdir DIR  install into DIR instead of / (also: DESTDIR=DIR); nothing is started
@@ -32,6 +36,8 @@ usage: systemd/install.sh [--dry-run] [--destdir DIR] [--no-start] [--no-venv] [
   --no-venv      skip the venv step (tests, or a venv you manage yourself at /opt/nerveseg/venv)
   --python PY    interpreter for the venv (default: python3)
   --from SRC     what pip installs into the venv: a source folder or a wheel (default: this checkout)
+  --console-boot boot to the console (systemctl set-default multi-user.target), not to a desktop whose
+                 compositor would hide the framebuffer overlay; the desktop no longer starts at boot
 EOF
 }
 
@@ -42,6 +48,7 @@ START=1
 WITH_VENV=1
 PYTHON=python3
 FROM=$(cd "$HERE/.." && pwd)
+CONSOLE_BOOT=0
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -54,6 +61,7 @@ while [ $# -gt 0 ]; do
         --python=*) PYTHON=${1#*=} ;;
         --from) FROM=${2:?--from needs a folder or wheel}; shift ;;
         --from=*) FROM=${1#*=} ;;
+        --console-boot) CONSOLE_BOOT=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -108,10 +116,6 @@ for tool in systemd-sysusers systemd-tmpfiles systemctl; do
         fi
     fi
 done
-if [ -n "$ROOT" ] && [ ! -d "$ROOT" ]; then
-    run mkdir -p "$ROOT"
-fi
-
 # -- platform -------------------------------------------------------------------------------------------------
 os_field() {
     [ -r "$ROOT/etc/os-release" ] || return 0
@@ -127,6 +131,9 @@ else
     PLATFORM=generic
 fi
 say "nerveseg install: ${OS_NAME:-unknown OS}, platform $PLATFORM, into ${ROOT:-/}$([ "$DRY_RUN" -eq 1 ] && echo ' (dry run)')"
+if [ -n "$ROOT" ] && [ ! -d "$ROOT" ]; then
+    run mkdir -p "$ROOT"
+fi
 
 # -- 1. user and groups ---------------------------------------------------------------------------------------
 # True when ROOT's user database already has nerveseg as a member of video and render. systemd-sysusers
@@ -219,7 +226,54 @@ else
     same "console blanking: switched off on tty1 by the unit before each start; kernel command line left alone on $PLATFORM"
 fi
 
-# -- 7. enable and start --------------------------------------------------------------------------------------
+# -- 7. boot target ------------------------------------------------------------------------------------------
+# The target the box boots to: systemd's answer on the running system; in a DESTDIR the default.target link
+# there (/etc first, then the packaged default), as systemd itself resolves it.
+default_target() {
+    local link
+    if [ -z "$ROOT" ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl get-default 2>/dev/null && return 0
+    fi
+    for link in /etc/systemd/system/default.target /usr/lib/systemd/system/default.target \
+        /lib/systemd/system/default.target; do
+        if [ -L "$ROOT$link" ]; then
+            basename "$(readlink "$ROOT$link")"
+            return 0
+        fi
+    done
+}
+# The display manager enabled on the box (lightdm, gdm3, ...), empty when there is none.
+display_manager() {
+    local link=$ROOT/etc/systemd/system/display-manager.service
+    if [ -L "$link" ]; then
+        basename "$(readlink "$link")" .service
+    elif [ -e "$link" ]; then
+        echo display-manager
+    fi
+}
+TARGET=$(default_target || true)
+DM=$(display_manager)
+if [ "$CONSOLE_BOOT" -eq 1 ]; then
+    if [ "$TARGET" = multi-user.target ]; then
+        same "unchanged: boots to the console (default target multi-user.target)"
+    else
+        run systemctl "${root_opt[@]}" set-default multi-user.target
+        say "  boots to the console from the next boot${DM:+ ($DM no longer starts; sudo systemctl start $DM starts the desktop by hand)}"
+        if [ -z "$ROOT" ] && [ -n "$DM" ]; then
+            say "  now: sudo systemctl isolate multi-user.target stops the running desktop"
+        fi
+    fi
+elif [ "$TARGET" = graphical.target ] && [ -n "$DM" ]; then
+    warn "this box boots to a desktop (default target graphical.target, display manager $DM): its compositor"
+    warn "  owns the screen, so the framebuffer overlay (sink fbdev:/dev/fb0) never shows on HDMI."
+    warn "  Fix: run again with --console-boot (systemctl set-default multi-user.target; on Raspberry Pi OS"
+    warn "  raspi-config > System > Boot > Console does the same), or keep the desktop and set"
+    warn "  sink.spec: window in $CONFIG (README: Window output)."
+else
+    same "boot target: ${TARGET:-unknown}${DM:+, display manager $DM}; nothing hides the framebuffer"
+fi
+
+# -- 8. enable and start --------------------------------------------------------------------------------------
 if [ -n "$ROOT" ]; then
     skipped "systemctl daemon-reload: DESTDIR install"
     run systemctl "${root_opt[@]}" enable nerveseg.service

@@ -4,7 +4,8 @@
 # Stops and disables the service and removes the unit, the venv and its /usr/local/bin/nerveseg link. Config (/etc/nerveseg) and
 # recordings (/var/lib/nerveseg) stay unless --purge. The system user nerveseg always stays (files may
 # still belong to it: `userdel nerveseg` when you are sure), and so does consoleblank=0 on a Pi's kernel
-# command line (install.sh kept the original as cmdline.txt.before-nerveseg).
+# command line (install.sh kept the original as cmdline.txt.before-nerveseg), and so does the console boot
+# that install.sh --console-boot set (it says how to boot to the desktop again).
 set -euo pipefail
 
 usage() {
@@ -77,6 +78,13 @@ if [ -z "$ROOT" ]; then
     run systemctl daemon-reload
 else
     skipped "systemctl daemon-reload: DESTDIR"
+fi
+
+# install.sh --console-boot may have switched a desktop box to the console; that outlives nerveseg on purpose
+# (the box may have been a console box before), but say how to undo it.
+if [ -L "$ROOT/etc/systemd/system/display-manager.service" ] \
+    && [ "$(basename "$(readlink "$ROOT/etc/systemd/system/default.target" 2>/dev/null)")" = multi-user.target ]; then
+    skipped "boot target stays multi-user.target (console): sudo systemctl set-default graphical.target brings the desktop back"
 fi
 
 if [ "$PURGE" -eq 1 ]; then

@@ -7,6 +7,7 @@ metrics are fetched over a real TCP connection to 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import cli
+from edge import cli, fileio, health
 from edge.cli import EXIT_ERROR, EXIT_OK, main
 from edge.config import Config, with_overrides
 from edge.errors import ConfigError
@@ -73,11 +74,54 @@ def _hammer(path: Path, writer, n: int = 400) -> tuple[int, int]:
 
 def test_status_file_is_always_valid_json_while_being_rewritten(tmp_path):
     path = tmp_path / "status.json"
-    reads, bad = _hammer(path, write_json_atomic)
+    old = os.umask(0o027)  # the unit's UMask=: without an explicit chmod the file would come out 0640
+    try:
+        reads, bad = _hammer(path, write_json_atomic)
+    finally:
+        os.umask(old)
     assert reads > 400 and bad == 0, f"{bad} of {reads} reads were not valid JSON"
     assert read_status(path)["i"] == 399
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary files left behind
     assert path.stat().st_mode & 0o777 == 0o644  # readable by an engineer over ssh, whatever the umask
+
+
+def test_a_temporary_file_left_by_a_killed_process_does_not_block_writes(tmp_path):
+    # A process killed mid-write leaves its temporary file. After a restart (or a reboot) the next process
+    # can have the same pid, and its writing thread the same ident: its writes must not depend on that name.
+    path = tmp_path / "status.json"
+    leftover = tmp_path / f".status.json.{os.getpid()}.{threading.get_ident()}.tmp"
+    leftover.write_text('{"half": ')
+    write_json_atomic(path, {"i": 1})
+    write_json_atomic(path, {"i": 2})
+    assert read_status(path) == {"i": 2}
+    assert leftover.exists()  # young: it might still be another writer's, so it stays for now
+
+
+def test_old_leftover_temporary_files_are_removed_young_ones_kept(tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    old = tmp_path / ".status.json.4242.0f0f0f0f0f0f0f0f.tmp"
+    young = tmp_path / ".status.json.4343.1e1e1e1e1e1e1e1e.tmp"  # a writer that is still at it
+    others = [tmp_path / ".status.json.bak", tmp_path / ".site.yaml.4242.aa.tmp", tmp_path / "status.json.tmp"]
+    for p in (old, young, *others):
+        p.write_text("x")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    write_json_atomic(path, {"i": 1})
+    assert not old.exists() and young.exists() and all(p.exists() for p in others)
+
+    # A leftover of a process killed seconds before this one started is too young at the first write; the
+    # sweep comes again every STALE_TMP_S, so it goes once it is old.
+    monkeypatch.setattr(fileio, "STALE_TMP_S", 0.3)
+    path2 = tmp_path / "other.json"
+    recent = tmp_path / ".other.json.4444.2d2d2d2d2d2d2d2d.tmp"
+    recent.write_text("x")
+    write_json_atomic(path2, {"i": 1})
+    assert recent.exists()
+    write_json_atomic(path2, {"i": 2})  # not due yet: no directory listing on every write
+    assert recent.exists()
+    time.sleep(0.4)
+    write_json_atomic(path2, {"i": 3})
+    assert not recent.exists() and read_status(path2) == {"i": 3}
 
 
 def test_the_harness_sees_torn_writes(tmp_path):
@@ -269,6 +313,133 @@ def test_unwritable_status_file_does_not_stop_the_overlay(runner, lung_clips, tm
     assert pipe.counters.frames > 0
     warnings = [r for r in caplog.records if "cannot write status file" in r.getMessage()]
     assert len(warnings) == 1  # once, not every interval
+
+
+def _threads_beyond(baseline: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in baseline]
+
+
+def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_path, runner, lung_clips, monkeypatch):
+    monkeypatch.setattr(health, "METRICS_CLIENT_TIMEOUT_S", 1.0)  # 2 s on the box; shorter keeps the test quick
+    cfg = with_overrides(
+        Config(),
+        source={"spec": f"file:{lung_clips[0]}", "loop": True},
+        health={"metrics_port": 0, "interval_s": 0.2},
+    )
+    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
+    clients: list[socket.socket] = []
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        try:
+            deadline = time.monotonic() + 10
+            while mon.metrics_port is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            url = f"http://127.0.0.1:{mon.metrics_port}/metrics"
+            assert _get(url)[0] == 200
+            baseline = set(threading.enumerate())
+
+            # One client that connects and says nothing, one that stops half-way through its request.
+            clients.append(socket.create_connection(("127.0.0.1", mon.metrics_port)))
+            clients.append(socket.create_connection(("127.0.0.1", mon.metrics_port)))
+            clients[-1].sendall(b"GET /metrics HTTP/1.1\r\nHost: x")
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            assert _get(url)[0] == 200 and time.monotonic() - t0 < 0.8  # not waiting out their 1 s timeout
+
+            # Many of them: a bounded number of handler threads, however many connect.
+            clients += [socket.create_connection(("127.0.0.1", mon.metrics_port)) for _ in range(20)]
+            time.sleep(0.2)
+            frames = pipe.counters.frames
+            assert len(_threads_beyond(baseline)) <= health.METRICS_MAX_HANDLERS, _threads_beyond(baseline)
+
+            # Each is dropped after its timeout: the threads end, and scrapes work again.
+            deadline = time.monotonic() + 3.0
+            while _threads_beyond(baseline) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _threads_beyond(baseline) == []
+            assert _get(url)[0] == 200
+            assert pipe.counters.frames > frames  # the overlay ran on meanwhile
+        finally:
+            for c in clients:
+                c.close()
+            pipe.stop.set()
+            th.join(5.0)
+
+
+class WedgedDisplaySink(NullSink):
+    """A display whose driver stops returning from ``show`` once ``wedge`` is set, until ``release`` is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wedge = threading.Event()
+        self.release = threading.Event()
+        self.stuck = threading.Event()
+
+    def show(self, image) -> None:
+        if self.wedge.is_set() and not self.release.is_set():
+            self.stuck.set()
+            self.release.wait()
+        super().show(image)
+
+
+def _metrics(text: str) -> dict[str, float]:
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines}
+
+
+def test_a_hung_loop_shows_as_a_growing_status_age(tmp_path, runner, lung_clips, capsys):
+    # Snapshots come from the processing thread: once it hangs (here in the display), the metrics keep their
+    # last values and nerveseg_up stays 1. The age, computed at scrape time, is what shows it.
+    status = tmp_path / "status.json"
+    cfg = with_overrides(
+        Config(),
+        source={"spec": f"file:{lung_clips[0]}", "loop": True},
+        health={"metrics_port": 0, "interval_s": 0.2, "status_file": str(status)},
+    )
+    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
+    sink = WedgedDisplaySink()
+    with open_source(cfg.source) as src:
+        pipe = Pipeline(cfg, src, runner, sink, observers=[mon])
+        th = threading.Thread(target=pipe.run)
+        th.start()
+        try:
+            deadline = time.monotonic() + 10
+            while (mon.metrics_port is None or pipe.counters.frames < 5) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            url = f"http://127.0.0.1:{mon.metrics_port}/metrics"
+            time.sleep(0.3)
+            live = _metrics(_get(url)[2])
+            assert live["nerveseg_up"] == 1 and live["nerveseg_status_age_seconds"] < 1.5  # 0.2 s, unless loaded
+
+            sink.wedge.set()
+            assert sink.stuck.wait(3.0)
+            t_stuck = time.monotonic()
+            time.sleep(1.5)
+            hung = _metrics(_get(url)[2])
+            stuck_for = time.monotonic() - t_stuck
+            assert hung["nerveseg_up"] == 1  # the process still answers...
+            # ...but its values were taken before the loop got stuck, and the age says so.
+            assert hung["nerveseg_status_age_seconds"] >= stuck_for - 0.05, (hung, stuck_for)
+            assert hung["nerveseg_last_frame_age_seconds"] >= stuck_for - 0.05
+            assert hung["nerveseg_status_timestamp_seconds"] == pytest.approx(
+                time.time() - hung["nerveseg_status_age_seconds"], abs=0.5)
+            # The status file says the same to `nerveseg status`.
+            assert main(["status", "--file", str(status), "--max-age", "1"]) == EXIT_ERROR
+            assert "the loop is hung or gone" in capsys.readouterr().err
+        finally:
+            sink.release.set()
+            pipe.stop.set()
+            th.join(5.0)
+
+
+def test_status_age_is_computed_when_scraped():
+    snap = {"state": "live", "time_unix": 1000.0, "last_frame_age_s": 0.25}
+    values = _metrics(render_metrics(snap, now_unix=1030.0))
+    assert values["nerveseg_status_age_seconds"] == 30.0
+    assert values["nerveseg_last_frame_age_seconds"] == 30.25
+    assert values["nerveseg_status_timestamp_seconds"] == 1000.0
 
 
 def test_render_metrics_without_a_snapshot_and_with_nan():

@@ -1,12 +1,15 @@
 """systemd notify protocol: messages on a real AF_UNIX datagram socket, heartbeat while frames flow.
 
-The live-loop tests run the real shipped model on real ultrasound video; the only stand-in is the
-capture card (a file source behind a gate that the test opens and closes, i.e. a stalled device).
+The live-loop tests run the real shipped model on real ultrasound video; the stand-ins are at the
+hardware edges only: the capture card (a file source behind a gate that the test opens and closes,
+i.e. a stalled device), a display whose driver wedges (a sink that stops returning), and systemd's
+receiving side (a datagram socket that reads as systemd does: 4096 bytes, a longer message ignored).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +24,16 @@ import pytest
 
 from edge.config import Config, SourceConfig, with_overrides
 from edge.models import default_model_path
-from edge.notify import Notifier, SystemdNotifier, notify_stopping, socket_address, watchdog_timeout_s
+from edge.notify import (
+    MAX_DATAGRAM_BYTES,
+    MAX_FIELD_BYTES,
+    Notifier,
+    SystemdNotifier,
+    clean_field,
+    notify_stopping,
+    socket_address,
+    watchdog_timeout_s,
+)
 from edge.observers import observers_from_config
 from edge.pipeline import Pipeline
 from edge.runner import ModelRunner
@@ -32,8 +44,17 @@ from edge.sources.file import VideoFileSource
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: systemd's manager reads a notify datagram into this many bytes (PIPE_BUF) and ignores one that is longer.
+SYSTEMD_NOTIFY_BUFFER = 4096
+IGNORED = "<ignored by systemd>"
+
+
 class Listener:
-    """The service manager's side: a bound AF_UNIX datagram socket that records what arrives, with times."""
+    """The service manager's side: a bound AF_UNIX datagram socket that records what arrives, with times.
+
+    It reads as systemd does: a datagram longer than `SYSTEMD_NOTIFY_BUFFER`, or one with a NUL byte in it,
+    is recorded as `IGNORED`, since systemd drops it whole (every field in it is lost).
+    """
 
     def __init__(self, address: str | None = None):
         self.address = address or f"@nerveseg-test-{uuid.uuid4().hex}"
@@ -49,13 +70,14 @@ class Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(4096)
+                data, _, flags, _ = self.sock.recvmsg(SYSTEMD_NOTIFY_BUFFER)
             except TimeoutError:
                 continue
             except OSError:
                 return
+            text = IGNORED if flags & socket.MSG_TRUNC or b"\0" in data else data.decode()
             with self._lock:
-                self.messages.append((time.monotonic(), data.decode()))
+                self.messages.append((time.monotonic(), text))
 
     def all(self) -> list[tuple[float, str]]:
         with self._lock:
@@ -75,6 +97,15 @@ class Listener:
                 return got[0]
             time.sleep(0.01)
         raise AssertionError(f"no {field} within {timeout} s; got {self.all()[-10:]}")
+
+    def wait_count(self, n: int, timeout: float) -> list[str]:
+        """The messages once at least ``n`` have arrived (all of them, in order)."""
+        deadline = time.monotonic() + timeout
+        while len(self.all()) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        got = [m for _, m in self.all()]
+        assert len(got) >= n, f"{len(got)} messages within {timeout} s, expected {n}: {got}"
+        return got
 
     def close(self) -> None:
         self._stop.set()
@@ -127,8 +158,32 @@ class GatedSource:
         return "gated " + self.inner.describe()
 
 
-def _start(cfg: Config, source, runner, notifier: SystemdNotifier) -> tuple[Pipeline, threading.Thread]:
-    pipe = Pipeline(cfg, source, runner, NullSink(), observers=[notifier])
+class WedgedDisplaySink(NullSink):
+    """A display whose driver stops returning from ``show`` once ``wedge`` is set, until ``release`` is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wedge = threading.Event()
+        self.release = threading.Event()
+        self.stuck_at: float | None = None  # monotonic time the processing thread got stuck in show()
+
+    def show(self, image) -> None:
+        if self.wedge.is_set() and not self.release.is_set():
+            self.stuck_at = time.monotonic()
+            self.release.wait()
+        super().show(image)
+
+    def wait_stuck(self, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while self.stuck_at is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.stuck_at is not None, f"the loop did not call show() within {timeout} s"
+        return self.stuck_at
+
+
+def _start(cfg: Config, source, runner, notifier: SystemdNotifier, sink=None,
+           observers=()) -> tuple[Pipeline, threading.Thread]:
+    pipe = Pipeline(cfg, source, runner, sink or NullSink(), observers=[*observers, notifier])
     th = threading.Thread(target=pipe.run, daemon=True)
     th.start()
     return pipe, th
@@ -178,6 +233,23 @@ def test_messages_arrive_on_a_filesystem_socket():
         os.rmdir(folder)
 
 
+def test_fields_are_one_line_and_cut_to_size():
+    assert clean_field("STATUS=a\r\nb\0c\td") == b"STATUS=a b c d"  # NUL would make systemd drop the message
+    long = clean_field("STATUS=" + "é" * 4000)
+    assert len(long) <= MAX_FIELD_BYTES and long.endswith(b"...") and long.decode("utf-8")  # cut between characters
+    assert MAX_FIELD_BYTES * 3 + 2 <= MAX_DATAGRAM_BYTES < SYSTEMD_NOTIFY_BUFFER
+
+
+def test_a_message_systemd_would_ignore_is_refused_not_sent(listener):
+    n = Notifier(env={"NOTIFY_SOCKET": listener.address})
+    with pytest.raises(ValueError, match="systemd ignores one over"):
+        n.send(*[f"X_{i}=" + "x" * 1000 for i in range(5)])
+    assert n.send("STATUS=" + "y" * 20000)  # one field: cut to size, delivered
+    (got,) = listener.wait_count(1, 2.0)
+    assert got != IGNORED and got.startswith("STATUS=yyy") and len(got.encode()) <= MAX_FIELD_BYTES
+    n.close()
+
+
 def test_messages_arrive_on_an_abstract_socket(listener):
     n = Notifier(env={"NOTIFY_SOCKET": listener.address})
     assert n.send("STATUS=multi\nline")  # a newline inside a value would start a new field: flattened
@@ -209,9 +281,10 @@ def test_sending_never_blocks_when_the_manager_does_not_read(listener):
 
 def test_notify_stopping_and_observer_wiring(listener, monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
-    notify_stopping("stopping (SIGTERM)")
-    _, msg = listener.wait_for("STOPPING=1", 2.0)
-    assert "STATUS=stopping (SIGTERM)" in msg
+    notify_stopping("stopping (SIGTERM)\n" + "x" * 8000)  # a reason far over systemd's 4096 bytes
+    stopping, status = listener.wait_count(2, 2.0)
+    assert stopping == "STOPPING=1"  # first and alone: nothing in its datagram can make systemd ignore it
+    assert status.startswith("STATUS=stopping (SIGTERM) xxx") and len(status.encode()) <= MAX_FIELD_BYTES
     obs = observers_from_config(with_overrides(Config(), health={"watchdog_during_outage": False}))
     notifiers = [o for o in obs if isinstance(o, SystemdNotifier)]
     assert len(notifiers) == 1 and notifiers[0].during_outage is False
@@ -224,7 +297,8 @@ def test_ready_after_first_frame_then_heartbeat_stops_when_the_source_stalls_and
     listener, runner, lung_clips
 ):
     src = GatedSource(lung_clips[0])
-    notifier = SystemdNotifier(Notifier(listener.address), watchdog_s=0.4)  # heartbeat every 0.1 s
+    # Heartbeat every 0.1 s; STATUS= every 0.3 s instead of 2 s, to see a few in a short test.
+    notifier = SystemdNotifier(Notifier(listener.address), watchdog_s=0.4, status_interval_s=0.3)
     assert notifier.ping_interval_s == pytest.approx(0.1)
     pipe, th = _start(CFG, src, runner, notifier)
     try:
@@ -234,6 +308,10 @@ def test_ready_after_first_frame_then_heartbeat_stops_when_the_source_stalls_and
         assert listener.with_field("STATUS=starting, 0.0 fps, 0 frames, 0 dropped")  # on_start, before READY
         time.sleep(0.8)
         assert len(listener.pings(after=t_ready)) >= 4
+        # While frames flow, STATUS= says how fast (the clip plays at 30 fps; this box keeps up or nearly).
+        rates = [float(m.group(1)) for _, text in listener.all()
+                 if (m := re.match(r"STATUS=live, ([0-9.]+) fps, [0-9]+ frames", text))]
+        assert len(rates) >= 2 and all(r > 1 for r in rates[1:]), rates  # rates[0]: READY's, over one frame
 
         # The capture card stalls: no frame is processed, so the heartbeat must stop.
         src.gate.clear()
@@ -242,7 +320,9 @@ def test_ready_after_first_frame_then_heartbeat_stops_when_the_source_stalls_and
         time.sleep(1.5)
         late = listener.pings(after=t_stall + 0.3)
         assert late == [], f"{len(late)} heartbeats while no frame was processed"
-        assert pipe.counters.frames - frames_at_stall <= 2  # at most the frames already on their way
+        # At most the frames already on their way: one being processed, one in the slot, one the capture
+        # thread was reading when the gate closed.
+        assert pipe.counters.frames - frames_at_stall <= 3
         assert any(m.startswith("STATUS=no_signal, ") for t, m in listener.all() if t >= t_stall)
 
         # It recovers: frames flow again, and so does the heartbeat.
@@ -255,8 +335,8 @@ def test_ready_after_first_frame_then_heartbeat_stops_when_the_source_stalls_and
         assert len(listener.with_field("READY=1")) == 1  # once per run
     finally:
         _stop(pipe, th)
-    _, last = listener.wait_for("STOPPING=1", 2.0)
-    assert "STATUS=stopped" in last
+    t_stop, last = listener.wait_for("STOPPING=1", 2.0)
+    assert last == "STOPPING=1" and listener.wait_for("STATUS=stopped", 2.0, after=t_stop)
 
 
 def test_no_signal_at_power_on_is_ready_and_an_unplugged_card_keeps_the_heartbeat(listener, runner):
@@ -328,10 +408,13 @@ def test_nerveseg_run_under_a_notify_socket_says_ready_pings_and_stops_on_sigter
         assert len(listener.pings(after=t_ready)) >= 4
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, stopping = listener.wait_for("STOPPING=1", 2.0, after=t0)
-        assert "STATUS=stopping (SIGTERM)" in stopping
+        listener.wait_for("STOPPING=1", 2.0, after=t0)
         assert proc.wait(timeout=10) == 0
         assert time.monotonic() - t0 < 3.0  # well inside TimeoutStopSec
+        # The stop messages in order: STOPPING=1 first, alone, the moment SIGTERM arrives (signal handler), then
+        # its STATUS=; the loop's own pair when it ends. (Heartbeats and periodic STATUS= may interleave.)
+        stop_msgs = [m for t, m in listener.all() if t >= t0 and ("STOPPING=1" in m or m.startswith("STATUS=stop"))]
+        assert stop_msgs == ["STOPPING=1", "STATUS=stopping (SIGTERM)", "STOPPING=1", "STATUS=stopped"], stop_msgs
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -341,3 +424,86 @@ def test_nerveseg_run_under_a_notify_socket_says_ready_pings_and_stops_on_sigter
     final = read_status(status)
     assert final["state"] == "stopped" and final["frames"] > 0
     assert final["systemd"]["ready"] is True and final["systemd"]["heartbeats"] >= 4
+
+
+class FailingObserver:
+    """An observer whose every frame fails with a long, multi-line error (say, a dump of a device's state)."""
+
+    name = "failing"
+    needs_raw = False
+
+    def on_start(self, pipeline) -> None:
+        pass
+
+    def on_frame(self, pipeline, event) -> None:
+        raise RuntimeError("device state:\n" + "register 0x1f = 0xdeadbeef\n" * 400)
+
+    def on_idle(self, pipeline, no_signal) -> None:
+        pass
+
+    def on_stop(self, pipeline, stats) -> None:
+        pass
+
+
+def test_stopping_is_never_lost_to_a_long_error_text(listener, runner, lung_clips):
+    # The loop's last error rides with the final STATUS=; here it is ~11 KB, far over what systemd reads.
+    notifier = SystemdNotifier(Notifier(listener.address), watchdog_s=None)
+    pipe, th = _start(CFG, GatedSource(lung_clips[0]), runner, notifier, observers=[FailingObserver()])
+    listener.wait_for("READY=1", 10.0)
+    _stop(pipe, th)
+    assert len(pipe.last_error) > 10000
+    t_stop, stopping = listener.wait_for("STOPPING=1", 2.0)
+    assert stopping == "STOPPING=1"
+    (_, status), = [(t, m) for t, m in listener.all() if t >= t_stop and m.startswith("STATUS=stopped")]
+    assert status.startswith("STATUS=stopped: FailingObserver.on_frame: device state: register 0x1f")
+    assert "\n" not in status and len(status.encode()) <= MAX_FIELD_BYTES
+    assert IGNORED not in [m for _, m in listener.all()]
+
+
+def _assert_heartbeat_stops(listener: Listener, sink: WedgedDisplaySink, seconds: float = 1.5) -> None:
+    t_stuck = sink.wait_stuck(3.0)
+    time.sleep(seconds)
+    # A heartbeat sent just before the loop got stuck may be received a moment later (a loaded CI box); none
+    # after that: 1.5 s at one every 0.1 s would be ~15.
+    late = listener.pings(after=t_stuck + 0.3)
+    assert late == [], f"{len(late)} heartbeats in {seconds} s while the loop was stuck in the display"
+
+
+def test_heartbeat_stops_when_the_display_wedges_while_frames_flow(listener, runner, lung_clips):
+    # Frames keep arriving, and the source's retry counters keep moving (the outage heartbeat would ping if it
+    # were reached): only a loop that processes frames may ping.
+    src = GatedSource(lung_clips[0], counters=True, retrying=True)
+    sink = WedgedDisplaySink()
+    notifier = SystemdNotifier(Notifier(listener.address), watchdog_s=0.4, outage_window_s=30.0)
+    pipe, th = _start(CFG, src, runner, notifier, sink=sink)
+    try:
+        t_ready, _ = listener.wait_for("READY=1", 10.0)
+        time.sleep(0.5)
+        assert len(listener.pings(after=t_ready)) >= 3
+        sink.wedge.set()
+        _assert_heartbeat_stops(listener, sink)
+        assert th.is_alive()  # still stuck: it is for the watchdog, not the loop, to act
+    finally:
+        sink.release.set()
+        _stop(pipe, th)
+
+
+def test_heartbeat_stops_when_the_display_wedges_during_an_outage(listener, runner):
+    # An unplugged card (a real V4L2 source retrying) keeps the heartbeat by design; but that heartbeat is
+    # sent from the processing thread too, so a wedged display (NO SIGNAL cannot be drawn) stops it.
+    cfg = with_overrides(CFG, source={"spec": "v4l2:/dev/video-nerveseg-test-absent", "retry_max_s": 0.25})
+    sink = WedgedDisplaySink()
+    notifier = SystemdNotifier(Notifier(listener.address), watchdog_s=0.4, outage_window_s=30.0)
+    with open_source(cfg.source) as src:
+        pipe, th = _start(cfg, src, runner, notifier, sink=sink)
+        try:
+            t_ready, _ = listener.wait_for("READY=1", 5.0)
+            time.sleep(0.6)
+            assert len(listener.pings(after=t_ready)) >= 3  # the outage heartbeat runs
+            sink.wedge.set()
+            failures = src.open_failures
+            _assert_heartbeat_stops(listener, sink)
+            assert src.open_failures > failures  # the source went on retrying all along
+        finally:
+            sink.release.set()
+            _stop(pipe, th)

@@ -185,6 +185,63 @@ def test_jetson_keeps_its_kernel_command_line(tmp_path):
     assert (root / "boot/extlinux/extlinux.conf").read_text() == before
 
 
+def test_dry_run_into_a_new_folder_prints_the_header_first(tmp_path):
+    out = _sh(INSTALL, "--dry-run", "--destdir", str(tmp_path / "new"), "--no-venv").stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("nerveseg install: ") and lines[0].endswith("(dry run)"), lines[:2]
+    assert lines[1] == f"+ mkdir -p {tmp_path / 'new'}"
+    assert not (tmp_path / "new").exists()
+
+
+def _desktop(root: Path) -> Path:
+    """Make ``root`` boot to a desktop as Raspberry Pi OS desktop does: graphical.target, lightdm enabled."""
+    system = root / "etc/systemd/system"
+    system.mkdir(parents=True, exist_ok=True)
+    (system / "default.target").symlink_to("/lib/systemd/system/graphical.target")
+    (system / "display-manager.service").symlink_to("/lib/systemd/system/lightdm.service")
+    return root
+
+
+def test_a_box_that_boots_to_a_desktop_is_warned_with_the_fix(tmp_path):
+    root = _desktop(_seed(tmp_path / "root"))
+    r = _sh(INSTALL, "--dry-run", "--destdir", str(root), "--no-venv")
+    assert "boots to a desktop (default target graphical.target, display manager lightdm)" in r.stderr
+    assert "framebuffer overlay (sink fbdev:/dev/fb0) never shows" in r.stderr and "--console-boot" in r.stderr
+    assert not any("set-default" in a for a in _actions(r.stdout))  # only with --console-boot
+
+    # A console box (or a headless one without a display manager) gets no warning.
+    plain = _seed(tmp_path / "plain")
+    r = _sh(INSTALL, "--dry-run", "--destdir", str(plain), "--no-venv")
+    assert "desktop" not in r.stderr and "boot target: unknown; nothing hides the framebuffer" in r.stdout
+    (plain / "etc/systemd/system").mkdir(parents=True)
+    (plain / "etc/systemd/system/default.target").symlink_to("/lib/systemd/system/graphical.target")
+    r = _sh(INSTALL, "--dry-run", "--destdir", str(plain), "--no-venv")  # Debian's default, no desktop
+    assert "desktop" not in r.stderr and "boot target: graphical.target; nothing hides" in r.stdout
+
+
+def test_console_boot_switches_a_desktop_box_to_the_console_once(tmp_path):
+    require_root()
+    root = _desktop(make_verify_root(_seed(tmp_path / "root")))  # systemctl --root needs the target units
+    before = _tree(root)
+    dry = _sh(INSTALL, "--dry-run", "--destdir", str(root), "--no-venv", "--console-boot")
+    assert f"+ systemctl --root={root} set-default multi-user.target" in _actions(dry.stdout)
+    assert _tree(root) == before
+
+    first = _sh(INSTALL, "--destdir", str(root), "--no-venv", "--console-boot")
+    assert "lightdm no longer starts" in first.stdout and "desktop" not in first.stderr
+    default = root / "etc/systemd/system/default.target"
+    assert Path(os.readlink(default)).name == "multi-user.target"
+    r = subprocess.run([require_tool("systemctl"), f"--root={root}", "get-default"], capture_output=True, text=True)
+    assert r.stdout.strip() == "multi-user.target"
+
+    second = _sh(INSTALL, "--destdir", str(root), "--no-venv", "--console-boot")  # idempotent
+    assert "unchanged: boots to the console" in second.stdout
+    assert not any("set-default" in a for a in _actions(second.stdout))
+    assert "desktop" not in _sh(INSTALL, "--dry-run", "--destdir", str(root), "--no-venv").stderr
+    out = _sh(UNINSTALL, "--destdir", str(root)).stdout
+    assert "sudo systemctl set-default graphical.target brings the desktop back" in out
+
+
 def test_bad_option_is_refused(tmp_path):
     r = subprocess.run(["bash", str(INSTALL), "--destdir", str(tmp_path), "--frobnicate"],
                        capture_output=True, text=True)
