@@ -159,3 +159,21 @@ def test_lung_frames_as_other_anatomy(lung_clips):
     assert len(fs) > 20 and not fs.present.any()
     assert set(fs.kinds) == {"other_anatomy"}
     assert {Path(g).name for g in fs.groups} == {p.stem for p in lung_clips}
+
+
+def test_tf_dataset_yields_the_seeded_batches_in_order(kaggle):
+    """What training is fed is exactly `batches`: same frames, same augmentation draws, same order."""
+    pytest.importorskip("tensorflow")
+    from train.data import make_tf_dataset
+
+    pos, empty = kaggle
+    data = FrameSet.concat([pos.subset(np.arange(0, 40, 4)), empty.subset(np.arange(3))])
+    aug = Augment()
+    ds = make_tf_dataset(data, SPEC, 4, aug, seed=7)
+    ref = batches(data, SPEC, 4, aug, seed=7)
+    for got in ds.take(5):  # more than one pass over the 13 frames
+        x, y = next(ref)
+        np.testing.assert_array_equal(got[0].numpy(), x)
+        np.testing.assert_array_equal(got[1]["mask"].numpy(), y["mask"])
+        np.testing.assert_array_equal(got[1]["nerve_present"].numpy(), y["nerve_present"])
+        assert got[0].shape[1:] == (96, 128, 1)
