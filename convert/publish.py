@@ -1,13 +1,14 @@
 """Measure a converted model for shipping and write its model card with those measurements.
 
-    python -m convert.publish --cv runs/mini-unet-f16-gaussian --model edge/models/nerveseg.tflite
+    python -m convert.publish --cv runs/mini-unet-f8-gaussian --model edge/models/nerveseg.tflite
 
 Adds to what the spec already carries (training data, cross-validation summary, int8
 agreement): the out-of-fold mean Dice on positives with a subject-bootstrap 95% CI
 (each frame judged by the fold model that never saw its subject), a sanity run on
 trained-on kaggle-bp frames, the cross-machine runs on usgra-seg and the femoral
-frames (through the bedside path: .tflite + ModelRunner), and known limits worded
-from those numbers. Prints the JSON it used, so a README table can quote it.
+frames (through the bedside path: .tflite + ModelRunner), the inference time on the
+machine it runs on (ModelRunner.infer, 1 and 2 threads, with the CPU named), and known
+limits worded from those numbers. Prints the JSON it used, so a README table can quote it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,37 @@ def cross_data(model: Path, data_root: Path) -> list[dict[str, Any]]:
     return out
 
 
+def latency(model: Path, calls: int = 300, warmup: int = 30) -> dict[str, Any]:
+    """Median and p95 of ``ModelRunner.infer`` (ms) at 1 and 2 threads on this machine, which it names.
+
+    Times depend on the CPU (int8 pays most where the CPU has int8 dot-product instructions: VNNI on x86,
+    asimddp on ARM), so the machine travels with the numbers.
+    """
+    import time
+
+    from edge.bench import machine_info
+    from edge.runner import ModelRunner
+
+    info = machine_info()
+    out: dict[str, Any] = {
+        "machine": f"{info.get('cpu_model')} ({info.get('cpu_usable')} usable cores; "
+        f"{', '.join(info.get('cpu_features') or []) or 'no listed features'})",
+    }
+    for threads in (1, 2):
+        runner = ModelRunner(model, threads=threads)
+        x = np.zeros(runner.input_hw, np.float32)
+        for _ in range(warmup):
+            runner.infer(x)
+        ts = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            runner.infer(x)
+            ts.append((time.perf_counter() - t0) * 1e3)
+        p50, p95 = np.percentile(ts, [50, 95])
+        out[f"{threads}_thread_ms"] = {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
+    return out
+
+
 def limits(cv: dict[str, Any], evaluation: list[dict[str, Any]]) -> list[str]:
     """Known limits stated with this model's own numbers."""
     op = cv.get("presence_operating_point", {}).get("chosen", {})
@@ -109,13 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     cv = json.loads((cv_dir / "cv.json").read_text())
     metrics = out_of_fold(cv_dir)
     evaluation = cross_data(model, Path(args.data))
+    timing = latency(model)
     extra = {
         "metrics": {metrics["label"]: {"value": metrics["value"], "ci95": metrics["ci95"]}},
+        "inference time (ModelRunner.infer, median / p95 of 300 calls)": timing,
         "evaluation": {e["set"]: {k: v for k, v in e.items() if k != "set"} for e in evaluation},
         "limits": limits(cv, evaluation),
     }
     card = write_model_card(model, extra)
-    print(json.dumps({"metrics": metrics, "evaluation": evaluation, "card": str(card)}, indent=2))
+    print(json.dumps({"metrics": metrics, "evaluation": evaluation, "latency": timing, "card": str(card)}, indent=2))
     return 0
 
 

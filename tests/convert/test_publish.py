@@ -21,3 +21,16 @@ def test_limits_quote_the_operating_point_and_cross_machine_dice():
 def test_limits_without_negatives_or_other_machines_say_only_what_applies():
     text = " ".join(limits({}, []))
     assert "Presence" not in text and "transfer" not in text and "JPEG" in text
+
+
+def test_latency_is_measured_on_the_named_machine():
+    from pathlib import Path
+
+    from convert.publish import latency
+    from edge.bench import machine_info
+    from edge.models import default_model_path
+
+    t = latency(Path(default_model_path()), calls=10, warmup=2)
+    assert str(machine_info()["cpu_model"]) in t["machine"]
+    for key in ("1_thread_ms", "2_thread_ms"):
+        assert 0 < t[key]["p50"] <= t[key]["p95"] < 1000
