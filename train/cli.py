@@ -50,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a model on real frames, subject-wise (needs the 'train' extra)")
-    t.add_argument("--config", help="training YAML (default: built-in defaults, the shipped mini-U-Net recipe)")
+    t.add_argument("--config", help="training YAML (default: the built-in TrainConfig defaults; the shipped model's "
+                   "recipe is train/configs/mini-unet-f8.yaml)")
     t.add_argument("--fold", type=int, help="hold out this fold of subjects for validation (overrides data.fold)")
     t.add_argument("--cv", action="store_true", help="train every fold in turn and summarise (k-fold over subjects)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.keras")

@@ -292,7 +292,7 @@ def thresholds_from_cv(cv: dict[str, Any] | None) -> ThresholdsSpec:
         return ThresholdsSpec()
     t = float(op["chosen"]["threshold"])
     enter = min(max(t, 0.02), 0.98)
-    return ThresholdsSpec(presence_enter=enter, presence_exit=max(enter - 0.1, 0.01))
+    return ThresholdsSpec(presence_enter=enter, presence_exit=round(max(enter - 0.1, 0.01), 4))
 
 
 def model_spec(cfg: TrainConfig, provenance: dict[str, Any], thresholds: ThresholdsSpec | None = None) -> ModelSpec:

@@ -119,7 +119,8 @@ def test_count_macs_by_hand():
 
 def test_count_macs_orders_variants():
     plain = count_macs(build_unet(base_filters=16))
-    assert 4.0e8 < plain < 4.6e8  # the shipped mini-U-Net: ~431 M MACs at 96x128
+    assert 4.0e8 < plain < 4.6e8  # the 16-filter mini-U-Net: ~431 M MACs at 96x128
+    assert 1.0e8 < count_macs(build_unet(base_filters=8)) < plain / 3.8  # the shipped 8-filter one: ~108 M
     assert count_macs(build_unet(base_filters=16, conv="separable")) < plain / 3
     assert count_macs(build_unet(base_filters=16, skips=4)) > plain
     # batch does not change the per-sample count

@@ -119,3 +119,26 @@ def test_every_shipped_training_recipe_is_valid():
     for p in recipes:
         cfg = load_train_config(p)
         assert cfg.preprocess.height == 96 and cfg.preprocess.width == 128, p
+
+
+def test_publish_measures_int8_against_float_on_each_folds_unseen_subjects(tiny_run, tmp_path, data_dir):
+
+    from convert.publish import _subset_manifest, quantization_on_unseen
+    from train.manifest import read_manifest
+
+    _, fold0 = tiny_run
+    held = {str(s) for s in load_spec(fold0 / "model.keras", verify_hash=False).provenance["data"]["folds"][0]}
+    kaggle = data_dir / "kaggle-bp"
+    val = read_manifest(_subset_manifest(kaggle, held, True, tmp_path / "val"))
+    train = read_manifest(_subset_manifest(kaggle, held, False, tmp_path / "train"))
+    assert {s.subject for s in val} == held and not held & {s.subject for s in train}
+    assert len(val) + len(train) == len(read_manifest(kaggle))
+    assert all(s.image.is_file() and s.image.is_absolute() for s in val[:5])
+
+    q = quantization_on_unseen(fold0.parent, data_dir, tmp_path / "work")
+    [row] = q["per_fold"]
+    assert row["fold"] == 0, row
+    assert "rejected" not in row, row  # a 1-epoch 4-filter model still converts within the int8 bounds
+    assert 0 <= row["float"] <= 1 and 0 <= row["int8"] <= 1
+    assert row["difference"] == pytest.approx(row["int8"] - row["float"], abs=1e-4)
+    assert q["max_abs_difference"] == abs(row["difference"])
