@@ -122,21 +122,29 @@ def _open_new(path: Path, extra_flags: int = 0) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | extra_flags, FILE_MODE)
 
 
-def write_private(path: Path, data: bytes) -> int:
-    """Write ``data`` to a new file ``path`` with mode 0600; returns bytes written.
-
-    Raises OSError as the kernel reports it (ENOSPC on a full disk). A file left
-    half-written by an error is removed, so what exists on disk is complete.
-    """
+@contextlib.contextmanager
+def _new_file(path: Path):
+    """The descriptor of a new file ``path`` (0600), closed on leaving; on any error inside, the
+    half-written file is removed too, so what exists on disk is complete."""
     fd = _open_new(path)
     try:
-        write_all(fd, data)
+        yield fd
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
     os.close(fd)
+
+
+def write_private(path: Path, data: bytes) -> int:
+    """Write ``data`` to a new file ``path`` with mode 0600; returns bytes written.
+
+    Raises OSError as the kernel reports it (ENOSPC on a full disk). A file left
+    half-written by an error is removed, so what exists on disk is complete.
+    """
+    with _new_file(path) as fd:
+        write_all(fd, data)
     return len(data)
 
 
@@ -152,8 +160,7 @@ def make_reserve(path: Path, nbytes: int) -> None:
     ``posix_fallocate`` where the file system supports it, else zeros written. Raises
     OSError (ENOSPC when it does not fit); nothing is left behind then.
     """
-    fd = _open_new(path)
-    try:
+    with _new_file(path) as fd:
         try:
             os.posix_fallocate(fd, 0, nbytes)
         except OSError as e:
@@ -164,12 +171,6 @@ def make_reserve(path: Path, nbytes: int) -> None:
             while left > 0:
                 write_all(fd, chunk[:left])
                 left -= len(chunk)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
 
 
 def is_disk_full(e: BaseException) -> bool:

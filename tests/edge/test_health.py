@@ -6,6 +6,7 @@ metrics are fetched over a real TCP connection to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -248,7 +249,10 @@ def _get(url: str) -> tuple[int, str, str]:
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+$')
 
 
-def test_metrics_over_http_on_loopback(tmp_path, runner, lung_clips):
+@contextlib.contextmanager
+def _live_metrics(tmp_path, runner, lung_clips):
+    """A looping clip through the live loop with the metrics server on a free port: (monitor, pipeline),
+    once the port is bound; the loop is stopped on leaving."""
     cfg = with_overrides(
         Config(),
         source={"spec": f"file:{lung_clips[0]}", "loop": True},
@@ -263,15 +267,20 @@ def test_metrics_over_http_on_loopback(tmp_path, runner, lung_clips):
             deadline = time.monotonic() + 10
             while mon.metrics_port is None and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert mon._server.server_address[0] == "127.0.0.1"
-            url = f"http://127.0.0.1:{mon.metrics_port}"
-            time.sleep(1.0)
-            code, ctype, text = _get(url + "/metrics")
-            assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
-            assert _get(url + "/nope")[0] == 404
+            yield mon, pipe
         finally:
             pipe.stop.set()
             th.join(5.0)
+
+
+def test_metrics_over_http_on_loopback(tmp_path, runner, lung_clips):
+    with _live_metrics(tmp_path, runner, lung_clips) as (mon, _):
+        assert mon._server.server_address[0] == "127.0.0.1"
+        url = f"http://127.0.0.1:{mon.metrics_port}"
+        time.sleep(1.0)
+        code, ctype, text = _get(url + "/metrics")
+        assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+        assert _get(url + "/nope")[0] == 404
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     bad = [ln for ln in lines if not SAMPLE.match(ln)]
     assert not bad, bad
@@ -321,21 +330,9 @@ def _threads_beyond(baseline: set[threading.Thread]) -> list[threading.Thread]:
 
 def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_path, runner, lung_clips, monkeypatch):
     monkeypatch.setattr(health, "METRICS_CLIENT_TIMEOUT_S", 1.0)  # 2 s on the box; shorter keeps the test quick
-    cfg = with_overrides(
-        Config(),
-        source={"spec": f"file:{lung_clips[0]}", "loop": True},
-        health={"metrics_port": 0, "interval_s": 0.2},
-    )
-    mon = HealthMonitor(cfg.health, disk_path=tmp_path)
     clients: list[socket.socket] = []
-    with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
-        th = threading.Thread(target=pipe.run)
-        th.start()
-        try:
-            deadline = time.monotonic() + 10
-            while mon.metrics_port is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+    try:
+        with _live_metrics(tmp_path, runner, lung_clips) as (mon, pipe):
             url = f"http://127.0.0.1:{mon.metrics_port}/metrics"
             assert _get(url)[0] == 200
             baseline = set(threading.enumerate())
@@ -361,11 +358,9 @@ def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_pat
             assert _threads_beyond(baseline) == []
             assert _get(url)[0] == 200
             assert pipe.counters.frames > frames  # the overlay ran on meanwhile
-        finally:
-            for c in clients:
-                c.close()
-            pipe.stop.set()
-            th.join(5.0)
+    finally:
+        for c in clients:
+            c.close()
 
 
 class WedgedDisplaySink(NullSink):
