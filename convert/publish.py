@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,6 @@ def quantization_on_unseen(cv_dir: Path, data_root: Path, work: Path) -> dict[st
     calibrated and checked on its own training subjects only, then both are scored by `evaluate` on the
     fold's held-out subjects (.keras in Keras, .tflite through the bedside path).
     """
-    import argparse
-
     import yaml
 
     from convert.cli import convert
@@ -205,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     cv = json.loads((cv_dir / "cv.json").read_text())
     metrics = out_of_fold(cv_dir)
     evaluation = cross_data(model, Path(args.data))
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="nerveseg-publish-") as tmp:
         quant = quantization_on_unseen(cv_dir, Path(args.data), Path(tmp))
     timing = latency(model)

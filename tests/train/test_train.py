@@ -122,7 +122,6 @@ def test_every_shipped_training_recipe_is_valid():
 
 
 def test_publish_measures_int8_against_float_on_each_folds_unseen_subjects(tiny_run, tmp_path, data_dir):
-
     from convert.publish import _subset_manifest, quantization_on_unseen
     from train.manifest import read_manifest
 
