@@ -171,3 +171,29 @@ def bootstrap_ci(
         reps[i] = stat(v[np.concatenate([members[k] for k in row])])
     lo, hi = np.quantile(reps, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
+
+
+def box_localisation(masks: np.ndarray | Sequence[np.ndarray], boxes: np.ndarray | Sequence[np.ndarray]) -> dict:
+    """Does a predicted mask fall on the boxed structure? Per frame, at one common size.
+
+    masks: N bool predicted masks; boxes: N bool box-union masks (pixel inside an expert box).
+    Returns ``centroid_in`` bool (N,): the mask is non-empty and the pixel nearest its centroid is
+    inside a box (an empty mask counts as a miss); ``share_in`` float (N,): the share of the mask's
+    pixels inside boxes (NaN for an empty mask).
+    """
+    n = len(masks)
+    if len(boxes) != n:
+        raise ValueError(f"got {n} masks and {len(boxes)} box masks")
+    centroid_in = np.zeros(n, bool)
+    share_in = np.full(n, np.nan)
+    for i, (m, b) in enumerate(zip(masks, boxes, strict=True)):
+        m, b = _as_bool(m, "mask"), _as_bool(b, "boxes")
+        if m.shape != b.shape:
+            raise ValueError(f"frame {i}: mask {m.shape} and boxes {b.shape} differ in size")
+        ys, xs = np.nonzero(m)
+        if ys.size == 0:
+            continue
+        cy, cx = int(np.floor(ys.mean() + 0.5)), int(np.floor(xs.mean() + 0.5))
+        centroid_in[i] = bool(b[min(cy, b.shape[0] - 1), min(cx, b.shape[1] - 1)])
+        share_in[i] = float(b[ys, xs].mean())
+    return {"centroid_in": centroid_in, "share_in": share_in}
