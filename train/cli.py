@@ -26,8 +26,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             "optim.epochs": args.epochs,
             "name": args.name,
             "out_dir": args.out_dir,
+            "init": args.init,
         },
     )
+    if args.summarise:
+        from train.cv import summarise_finished
+
+        summary = summarise_finished(cfg)
+        print(json.dumps({"folds_finished": summary["folds_finished"], "mean": summary["mean"],
+                          "operating_point": summary["presence_operating_point"]["chosen"]}, indent=2))
+        print(f"cross-validation summary: {summary['path']}")
+        return 0
     if args.cv:
         from train.cv import run_cv
 
@@ -54,10 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "recipe is train/configs/mini-unet-f8.yaml)")
     t.add_argument("--fold", type=int, help="hold out this fold of subjects for validation (overrides data.fold)")
     t.add_argument("--cv", action="store_true", help="train every fold in turn and summarise (k-fold over subjects)")
+    t.add_argument("--summarise", action="store_true", help="write cv.json (scores, presence operating point) from "
+                   "the folds already trained with --fold K, without training more")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.keras")
     t.add_argument("--epochs", type=int, help="override optim.epochs")
     t.add_argument("--data", help="override data.root (folder with kaggle-bp/)")
     t.add_argument("--name", help="override name (the run folder)")
     t.add_argument("--out-dir", help="override out_dir")
+    t.add_argument("--init", metavar="MODEL.keras", help="fine-tune this trained model (e.g. on a new site's frames) "
+                   "instead of starting from random weights; the config's preprocess must match its spec")
     t.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     t.set_defaults(func=cmd_train)

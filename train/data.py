@@ -46,9 +46,23 @@ class FrameSet:
     groups: np.ndarray
     kinds: np.ndarray
     names: list[str]
+    weak: np.ndarray | None = None  # bool (N,): the mask is a box union, not an outline (None: all outlines)
+    source: np.ndarray | None = None  # (N,) which training source a frame belongs to (None: one source)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.weak is None:
+            self.weak = np.zeros(n, bool)
+        if self.source is None:
+            self.source = np.array(["default"] * n, dtype=object)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def with_source(self, name: str) -> FrameSet:
+        """The same frames, all labelled as coming from training source ``name``."""
+        return FrameSet(self.images, self.masks, self.groups, self.kinds, self.names, self.weak,
+                        np.array([name] * len(self), dtype=object))
 
     @property
     def present(self) -> np.ndarray:
@@ -57,7 +71,8 @@ class FrameSet:
 
     def subset(self, idx: np.ndarray) -> FrameSet:
         names = [self.names[i] for i in idx]
-        return FrameSet(self.images[idx], self.masks[idx], self.groups[idx], self.kinds[idx], names)
+        return FrameSet(self.images[idx], self.masks[idx], self.groups[idx], self.kinds[idx], names,
+                        self.weak[idx], self.source[idx])
 
     @staticmethod
     def concat(parts: Sequence[FrameSet]) -> FrameSet:
@@ -68,6 +83,8 @@ class FrameSet:
             np.concatenate([p.groups for p in parts]),
             np.concatenate([p.kinds for p in parts]),
             [n for p in parts for n in p.names],
+            np.concatenate([p.weak for p in parts]),
+            np.concatenate([p.source for p in parts]),
         )
 
 
@@ -93,6 +110,15 @@ def kaggle_frames(root: Path, spec: PreprocessSpec) -> tuple[FrameSet, FrameSet]
     pos = [s for s in samples if s.mask is not None and s.image.parent.name == "img_256x186"]
     full = [s for s in samples if s.mask is not None and "fullres" in s.image.parts]
     empty = [s for s in full if not load_mask(s.mask).any()]
+    return load_frames(pos, spec, "positive"), load_frames(empty, spec, "real_empty")
+
+
+def kaggle_extra_frames(folder: Path, spec: PreprocessSpec) -> tuple[FrameSet, FrameSet]:
+    """(positives, empty frames) of ``kaggle-bp-extra``: full-resolution Kaggle frames of the same subjects."""
+    samples = [s for s in read_manifest(folder) if s.mask is not None]
+    has = [bool(load_mask(s.mask).any()) for s in samples]
+    pos = [s for s, h in zip(samples, has, strict=True) if h]
+    empty = [s for s, h in zip(samples, has, strict=True) if not h]
     return load_frames(pos, spec, "positive"), load_frames(empty, spec, "real_empty")
 
 
@@ -181,6 +207,42 @@ def subject_folds(subjects: Sequence[str], k: int, seed: int = 0, apart: Sequenc
     return [sorted(f, key=lambda s: (len(s), s)) for f in folds]
 
 
+def cached_frames(key: dict, build, cache_dir: str | Path | None = None) -> FrameSet:
+    """``build()`` once per ``key`` (a JSON-able description of the frames: source files with their
+    sizes and times, preprocessing, sampling), then from an .npz under ``cache_dir`` (default
+    ``$NERVESEG_CACHE`` or ``~/.cache/nerveseg/frames``). Decoding 7000 video frames costs ~20 s a run;
+    a cross-validation reads them once. A damaged cache file is rebuilt."""
+    import hashlib
+    import json
+    import os
+
+    root = Path(cache_dir or os.environ.get("NERVESEG_CACHE") or Path.home() / ".cache" / "nerveseg" / "frames")
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = root / f"{digest}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return FrameSet(z["images"], z["masks"], z["groups"].astype(object), z["kinds"].astype(object),
+                                [str(n) for n in z["names"]], z["weak"].astype(bool))
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("frame cache %s unreadable (%s): rebuilding", path, e)
+    fs = build()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, images=fs.images, masks=fs.masks, groups=fs.groups.astype(str), kinds=fs.kinds.astype(str),
+                 names=np.array(fs.names, dtype=str), weak=fs.weak)
+        tmp.replace(path)
+    except OSError as e:
+        logger.warning("cannot write the frame cache %s: %s", path, e)
+    return fs
+
+
+def files_key(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of each file: a cache key that changes when a file does."""
+    return [(str(Path(p).resolve()), (st := Path(p).stat()).st_size, st.st_mtime_ns) for p in paths]
+
+
 # -- augmentation ---------------------------------------------------------------------------------
 
 
@@ -207,6 +269,7 @@ class Augment:
     elastic_sigma: float = 8.0
 
     def __call__(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """img uint8 (H, W); mask float32 (H, W) or (H, W, C) with C <= 4 (all channels move together)."""
         h, w = img.shape
         if self.shift or self.scale or self.rotate_deg:
             s = 1.0 + rng.uniform(-self.scale, self.scale)
@@ -249,6 +312,34 @@ class Augment:
 NO_AUGMENT = Augment(shift=0, scale=0, rotate_deg=0, flip=False, gain=0, gamma=0, speckle=0)
 
 
+def epoch_order(
+    data: FrameSet, rng: np.random.Generator, weights: dict[str, float] | None = None, epoch_size: int | None = None
+) -> np.ndarray:
+    """Frame indices of one epoch.
+
+    Without ``weights``: a permutation of all frames (every frame once). With ``weights`` (source name ->
+    weight): ``epoch_size`` draws (default: all frames), source ``s`` getting the share ``w_s / sum(w)``
+    of them; within a source its frames come in a fresh permutation, repeated when the source is drawn
+    more often than it has frames. Sources absent from ``weights`` are not drawn.
+    """
+    n = len(data)
+    if not weights:
+        return rng.permutation(n)
+    size = epoch_size or n
+    present = {s: np.flatnonzero(data.source == s) for s in weights}
+    present = {s: idx for s, idx in present.items() if idx.size and weights[s] > 0}
+    if not present:
+        raise ValueError(f"no frames of the weighted sources {sorted(weights)} (have {sorted(set(data.source))})")
+    total = sum(weights[s] for s in present)
+    parts = []
+    for s, idx in present.items():
+        k = int(round(size * weights[s] / total))
+        reps = -(-k // idx.size)
+        parts.append(np.concatenate([rng.permutation(idx) for _ in range(max(reps, 1))])[:k])
+    order = np.concatenate(parts)
+    return order[rng.permutation(order.size)]
+
+
 def batches(
     data: FrameSet,
     spec: PreprocessSpec,
@@ -257,35 +348,61 @@ def batches(
     seed: int,
     shuffle: bool = True,
     repeat: bool = True,
+    *,
+    box_channel: bool = False,
+    weights: dict[str, float] | None = None,
+    epoch_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Yield ``(x (B,H,W,1) float32, {"mask": (B,H,W,1), "nerve_present": (B,1)})``.
+    """Yield ``(x (B,H,W,1) float32, {"mask": (B,H,W,C), "nerve_present": (B,1)})``.
 
     Each image goes: augment (uint8) -> `edge.preprocess.finish` (filter, normalise).
     The presence target is computed after augmentation (a shift can move the
     nerve out of view).
+
+    box_channel: C = 2, channel 0 the outline target (zero on weak frames), channel 1 the box union of
+    weak frames (zero elsewhere), for `train.losses.box_supervised_loss`. Without it, C = 1 and a weak
+    frame's box union is its target (the naive baseline). weights / epoch_size: see `epoch_order`
+    (with weights, ``shuffle`` is implied).
     """
     rng = np.random.default_rng(seed)
     n = len(data)
     h, w = spec.height, spec.width
+    c = 2 if box_channel else 1
     while True:
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        for start in range(0, n, batch_size):
+        if weights:
+            order = epoch_order(data, rng, weights, epoch_size)
+        else:
+            order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, order.size, batch_size):
             idx = order[start : start + batch_size]
             x = np.empty((len(idx), h, w, 1), np.float32)
-            y = np.empty((len(idx), h, w, 1), np.float32)
+            y = np.zeros((len(idx), h, w, c), np.float32)
             for j, i in enumerate(idx):
                 img, m = data.images[i], data.masks[i]
+                weak = box_channel and bool(data.weak[i])
+                if box_channel:
+                    m = np.stack([np.zeros_like(m), m] if weak else [m, np.zeros_like(m)], axis=-1)
                 if augment is not None:
                     img, m = augment(img, m, rng)
                 finish(img, spec, out=x[j, :, :, 0])
-                y[j, :, :, 0] = m
+                y[j] = m.reshape(h, w, c)
             present = (y > 0.5).reshape(len(idx), -1).any(axis=1).astype(np.float32)[:, None]
             yield x, {"mask": y, "nerve_present": present}
         if not repeat:
             return
 
 
-def make_tf_dataset(data: FrameSet, spec: PreprocessSpec, batch_size: int, augment: Augment | None, seed: int):
+def make_tf_dataset(
+    data: FrameSet,
+    spec: PreprocessSpec,
+    batch_size: int,
+    augment: Augment | None,
+    seed: int,
+    *,
+    box_channel: bool = False,
+    weights: dict[str, float] | None = None,
+    epoch_size: int | None = None,
+):
     """A repeating, prefetching `tf.data.Dataset` over `batches` (TensorFlow imported here only).
 
     The batches come through ``tf.numpy_function`` on an endless counter, one call per batch, in order
@@ -298,7 +415,9 @@ def make_tf_dataset(data: FrameSet, spec: PreprocessSpec, batch_size: int, augme
     import tensorflow as tf
 
     h, w = spec.height, spec.width
-    it = batches(data, spec, batch_size, augment, seed)
+    c = 2 if box_channel else 1
+    it = batches(data, spec, batch_size, augment, seed, box_channel=box_channel, weights=weights,
+                 epoch_size=epoch_size)
 
     def next_batch(_counter):
         x, y = next(it)
@@ -307,7 +426,7 @@ def make_tf_dataset(data: FrameSet, spec: PreprocessSpec, batch_size: int, augme
     def as_tensors(counter):
         x, mask, present = tf.numpy_function(next_batch, [counter], [tf.float32] * 3, stateful=True)
         x.set_shape((None, h, w, 1))
-        mask.set_shape((None, h, w, 1))
+        mask.set_shape((None, h, w, c))
         present.set_shape((None, 1))
         return x, {"mask": mask, "nerve_present": present}
 

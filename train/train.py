@@ -38,7 +38,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.config import format_validation_error
 from edge.errors import ConfigError
 from edge.spec import ModelSpec, PreprocessSpec, ThresholdsSpec, save_spec
-from train.data import Augment, FrameSet, eval_arrays, kaggle_frames, nerve_free_crops, subject_folds, video_frames
+from train.data import (
+    Augment,
+    FrameSet,
+    cached_frames,
+    eval_arrays,
+    files_key,
+    kaggle_extra_frames,
+    kaggle_frames,
+    load_frames,
+    nerve_free_crops,
+    subject_folds,
+    video_frames,
+)
+from train.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +70,38 @@ class NegativesConfig(_S):
     other_anatomy: bool = Field(True, description="frames of the lung clips as 'no nerve'")
 
 
+class SourceConfig(_S):
+    weight: float = Field(1.0, gt=0, description="share of the training draws, normalised over the sources used "
+                          "(with one source every frame is drawn once an epoch, as before)")
+
+
+class KaggleSource(SourceConfig):
+    extra: bool = Field(True, description="add kaggle-bp-extra (20 full-resolution frames, 6 empty; same subjects)")
+
+
+class BoxVideoSource(SourceConfig):
+    folder: str = Field("regional-us", description="box-labelled video folder under data.root (train.boxes)")
+    every: int = Field(3, ge=1, le=100, description="every Nth frame of each video (20 fps neighbours are "
+                       "near-duplicates)")
+    boxes: Literal["tight", "union"] = Field(
+        "tight", description="tight: outside the boxes is background + box-tightness bags "
+        "(train.losses.box_supervised_loss); union: the box union is the mask (the naive baseline)"
+    )
+    videos: list[str] | None = Field(None, description="use only these videos (subject ids; quick runs, tests)")
+
+
+class OutlineSource(SourceConfig):
+    folder: str = Field("usgra-seg", description="folder with manifest.csv and nerve masks under data.root")
+    split: str = Field("train", description="manifest split trained on (usgra-seg's 'test' stays for evaluation)")
+    limit: int | None = Field(None, ge=1, description="at most N frames, evenly spread (site-adaptation curves)")
+
+
+class SourcesConfig(_S):
+    kaggle: KaggleSource | None = Field(KaggleSource(), description="kaggle-bp (+ extra) with data.negatives")
+    regional_us: BoxVideoSource | None = Field(None, description="box-labelled video; null = not used")
+    usgra: OutlineSource | None = Field(None, description="another machine's outlined frames; null = not used")
+
+
 class DataConfig(_S):
     root: str = Field("../shared/data", description="folder holding kaggle-bp/ and video-us-lung-linear/")
     folds: int = Field(5, ge=2, le=40)
@@ -64,6 +109,18 @@ class DataConfig(_S):
     seed: int = 0
     subjects: list[str] | None = Field(None, description="use only these kaggle subjects (quick runs, tests)")
     negatives: NegativesConfig = NegativesConfig()
+    sources: SourcesConfig = SourcesConfig()
+    epoch_size: int | None = Field(None, ge=1, description="draws per epoch, shared by the sources by weight "
+                                   "(default: as many as there are training frames)")
+    validate_usgra_test: bool = Field(True, description="with a held-out fold, also score usgra-seg's test split "
+                                      "(another machine) every epoch, if the folder exists")
+
+    @model_validator(mode="after")
+    def _some_source(self) -> DataConfig:
+        s = self.sources
+        if s.kaggle is None and s.regional_us is None and s.usgra is None:
+            raise ValueError("data.sources: every source is null; enable at least one")
+        return self
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> DataConfig:
@@ -112,6 +169,8 @@ class OptimConfig(_S):
 class TrainConfig(_S):
     name: str = "mini-unet"
     out_dir: str = Field("runs", description="runs are written to out_dir/name[/fold-K]")
+    init: str | None = Field(None, description="start from this trained model.keras (fine-tuning, e.g. for a new "
+                             "site) instead of random weights; its spec's preprocessing must equal this one's")
     data: DataConfig = DataConfig()
     model: ModelOptions = ModelOptions()
     preprocess: PreprocessSpec = PreprocessSpec(height=96, width=128, filter="median", filter_size=5)
@@ -150,15 +209,20 @@ def load_train_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def assemble(cfg: TrainConfig) -> tuple[FrameSet, FrameSet | None, list[list[str]]]:
-    """(training set, validation set or None, the folds) for ``cfg``.
+def _split_by(fs: FrameSet, val_subjects: set[str]) -> tuple[FrameSet, FrameSet]:
+    is_val = np.array([g in val_subjects for g in fs.groups], bool)
+    return fs.subset(np.flatnonzero(~is_val)), fs.subset(np.flatnonzero(is_val))
 
-    Validation = positives and real empty frames of the held-out subjects; no
-    synthetic negatives, so specificity there is measured on real frames only.
-    """
+
+def _kaggle(cfg: TrainConfig, rng: np.random.Generator) -> tuple[FrameSet, FrameSet, list[list[str]]]:
+    """Kaggle training frames (+ its negatives), validation frames and folds."""
     root = Path(cfg.data.root)
     spec = cfg.preprocess
     pos, empty = kaggle_frames(root, spec)
+    src = cfg.data.sources.kaggle
+    if src is not None and src.extra and (root / "kaggle-bp-extra" / "manifest.csv").is_file():
+        xpos, xempty = kaggle_extra_frames(root / "kaggle-bp-extra", spec)
+        pos, empty = FrameSet.concat([pos, xpos]), FrameSet.concat([empty, xempty])
     if cfg.data.subjects is not None:
         keep = set(cfg.data.subjects)
         pos = pos.subset(np.flatnonzero([g in keep for g in pos.groups]))
@@ -167,14 +231,8 @@ def assemble(cfg: TrainConfig) -> tuple[FrameSet, FrameSet | None, list[list[str
             raise ConfigError("<train config>", [f"data.subjects: got {cfg.data.subjects}: no kaggle-bp frames"])
     folds = subject_folds(sorted(set(pos.groups)), cfg.data.folds, cfg.data.seed)
     val_subjects = set(folds[cfg.data.fold]) if cfg.data.fold is not None else set()
-
-    def split(fs: FrameSet) -> tuple[FrameSet, FrameSet]:
-        is_val = np.array([g in val_subjects for g in fs.groups], bool)
-        return fs.subset(np.flatnonzero(~is_val)), fs.subset(np.flatnonzero(is_val))
-
-    pos_tr, pos_va = split(pos)
-    emp_tr, emp_va = split(empty)
-    rng = np.random.default_rng(cfg.data.seed)
+    pos_tr, pos_va = _split_by(pos, val_subjects)
+    emp_tr, emp_va = _split_by(empty, val_subjects)
     neg = cfg.data.negatives
     parts = [pos_tr]
     if neg.real_empty and len(emp_tr):
@@ -187,11 +245,95 @@ def assemble(cfg: TrainConfig) -> tuple[FrameSet, FrameSet | None, list[list[str
             parts.append(video_frames(clips, spec, every=5))
         else:
             logger.warning("no lung clips under %s: training without other-anatomy negatives", root)
-    train = FrameSet.concat(parts)
-    val = FrameSet.concat([pos_va, emp_va]) if val_subjects else None
+    return FrameSet.concat(parts), FrameSet.concat([pos_va, emp_va]) if val_subjects else pos_va, folds
+
+
+def _regional_us(cfg: TrainConfig) -> tuple[FrameSet, FrameSet, list[list[str]]]:
+    from train.boxes import box_video_frames, read_box_videos
+
+    src = cfg.data.sources.regional_us
+    folder = Path(cfg.data.root) / src.folder
+    try:
+        videos = read_box_videos(folder)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError("<train config>", [f"data.sources.regional_us: {e}"]) from None
+    if src.videos is not None:
+        keep = set(src.videos)
+        videos = [v for v in videos if v.subject in keep]
+        if not videos:
+            raise ConfigError("<train config>", [f"data.sources.regional_us.videos: none of {src.videos} in {folder}"])
+    subjects = [v.subject for v in videos]
+    # the nerve-free `neg` videos go to different folds, like kaggle's subjects with empty frames
+    folds = subject_folds(subjects, min(cfg.data.folds, len(subjects)), cfg.data.seed,
+                          apart=[v.subject for v in videos if v.label == "neg"])
+    if cfg.data.fold is not None and cfg.data.fold >= len(folds):
+        raise ConfigError("<train config>", [f"data.fold: {len(subjects)} videos make only {len(folds)} folds"])
+    val_subjects = set(folds[cfg.data.fold]) if cfg.data.fold is not None else set()
+    key = {"what": "box_video_frames", "files": files_key([v.path for v in videos] + [folder / "manifest.csv"]
+                                                         + sorted((folder / "boxes").glob("*.txt"))),
+           "spec": cfg.preprocess.model_dump(), "every": src.every, "v": 1}
+    frames = cached_frames(key, lambda: box_video_frames(videos, cfg.preprocess, every=src.every, kind="video"))
+    tr, va = _split_by(frames, val_subjects)
+    return tr, va, folds
+
+
+def _outlined(cfg: TrainConfig, src: OutlineSource, split: str, limit: int | None) -> FrameSet:
+    folder = Path(cfg.data.root) / src.folder
+    try:
+        samples = [s for s in read_manifest(folder) if s.split == split and s.mask is not None]
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError("<train config>", [f"data.sources.usgra: {e}"]) from None
+    if not samples:
+        raise ConfigError("<train config>", [f"data.sources.usgra: no labelled {split!r} rows in {folder}"])
+    if limit is not None and limit < len(samples):
+        idx = np.unique(np.linspace(0, len(samples) - 1, limit).round().astype(int))
+        samples = [samples[i] for i in idx]
+    return load_frames(samples, cfg.preprocess, "outlined")
+
+
+def assemble(cfg: TrainConfig) -> tuple[FrameSet, FrameSet | None, list[list[str]]]:
+    """(training set, validation set or None, the folds of the first fold-split source) for ``cfg``.
+
+    Each source is split by its own subjects into ``data.folds`` folds; ``data.fold`` holds out that fold
+    of every source. Validation = real frames only (no synthetic negatives): kaggle's positives and real
+    empty frames of the held-out subjects, every ``every``-th frame of the held-out videos, and
+    (``validate_usgra_test``) usgra-seg's test split, each frame labelled with its source.
+    """
+    rng = np.random.default_rng(cfg.data.seed)
+    srcs = cfg.data.sources
+    train_parts, val_parts, all_folds = [], [], {}
+    if srcs.kaggle is not None:
+        tr, va, folds = _kaggle(cfg, rng)
+        train_parts.append(tr.with_source("kaggle"))
+        val_parts.append(va.with_source("kaggle"))
+        all_folds["kaggle"] = folds
+    if srcs.regional_us is not None:
+        tr, va, folds = _regional_us(cfg)
+        train_parts.append(tr.with_source("regional_us"))
+        val_parts.append(va.with_source("regional_us"))
+        all_folds["regional_us"] = folds
+    if srcs.usgra is not None:
+        train_parts.append(_outlined(cfg, srcs.usgra, srcs.usgra.split, srcs.usgra.limit).with_source("usgra"))
+    if cfg.data.fold is not None and cfg.data.validate_usgra_test:
+        folder = Path(cfg.data.root) / (srcs.usgra.folder if srcs.usgra else "usgra-seg")
+        if (folder / "manifest.csv").is_file():
+            val_parts.append(_outlined(cfg, srcs.usgra or OutlineSource(), "test", None).with_source("usgra_test"))
+    train = FrameSet.concat(train_parts)
+    val = FrameSet.concat(val_parts) if cfg.data.fold is not None and any(len(p) for p in val_parts) else None
     kinds = {k: int((train.kinds == k).sum()) for k in dict.fromkeys(train.kinds)}
     logger.info("training frames: %d %s; validation: %s", len(train), kinds, len(val) if val else "none")
-    return train, val, folds
+    folds = next(iter(all_folds.values()), [])
+    return train, val, folds if len(all_folds) <= 1 else all_folds
+
+
+def source_weights(cfg: TrainConfig, train_set: FrameSet) -> dict[str, float] | None:
+    """Per-source draw weights, or None when one source is used without ``data.epoch_size`` (then every
+    frame is drawn once an epoch, in a fresh order)."""
+    srcs = cfg.data.sources
+    w = {name: s.weight for name, s in (("kaggle", srcs.kaggle), ("regional_us", srcs.regional_us),
+                                        ("usgra", srcs.usgra)) if s is not None}
+    used = {k: v for k, v in w.items() if (train_set.source == k).any()}
+    return used if len(used) > 1 or cfg.data.epoch_size else None
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -203,21 +345,98 @@ def predict_arrays(model, x: np.ndarray, batch: int = 64) -> tuple[np.ndarray, n
     return out["mask"][..., 0].astype(np.float32), out["nerve_present"][:, 0].astype(np.float32)
 
 
+SOURCE_LOG_KEYS = ("presence_auc", "mean_dice_positive", "centroid_in_box")
+
+
 def validation_report(model, val: FrameSet, x_val: np.ndarray, spec: ModelSpec, n_boot: int = 1000) -> dict[str, Any]:
-    """`train.evaluate.evaluate_predictions` on the validation frames (inference mode, model size)."""
+    """`train.evaluate.evaluate_predictions` on the validation frames (inference mode, model size).
+
+    The top level scores the outlined frames (kaggle's, or all when there are none) as before;
+    ``per_source`` scores each source on its own: presence (AUC, sensitivity, specificity at 0.5), Dice
+    on nerve frames for outlined sources, and for box-labelled ones the share of nerve frames whose
+    ungated mask has its centroid inside the box union (`train.metrics.box_localisation`).
+    """
     from train.evaluate import evaluate_predictions
+    from train.metrics import box_localisation, presence_metrics
 
     probs, ps = predict_arrays(model, x_val)
-    return evaluate_predictions(
-        probs,
-        ps,
-        val.masks > 0.5,
-        subjects=list(val.groups),
-        names=val.names,
+    outlined = np.flatnonzero(val.source == "kaggle")
+    if outlined.size == 0:
+        outlined = np.arange(len(val))
+    rep = evaluate_predictions(
+        probs[outlined],
+        ps[outlined],
+        val.masks[outlined] > 0.5,
+        subjects=[val.groups[i] for i in outlined],
+        names=[val.names[i] for i in outlined],
         mask_threshold=spec.thresholds.mask,
         presence_threshold=0.5,
         n_boot=n_boot,
     )
+    per_source: dict[str, Any] = {}
+    for src in dict.fromkeys(val.source):
+        idx = np.flatnonzero(val.source == src)
+        present = (val.masks[idx] > 0.5).reshape(idx.size, -1).any(axis=1)
+        pm = presence_metrics(ps[idx], present, 0.5)
+        r: dict[str, Any] = {"n": int(idx.size), "n_positive": int(present.sum()), "presence_auc": pm["auc"],
+                             "sensitivity": pm["sensitivity"], "specificity": pm["specificity"]}
+        pos = idx[present]
+        masks = probs[pos] >= spec.thresholds.mask
+        if val.weak[pos].any():
+            loc = box_localisation(masks, val.masks[pos] > 0.0)
+            r["centroid_in_box"] = float(np.mean(loc["centroid_in"])) if pos.size else None
+            r["mask_in_box"] = float(np.nanmean(loc["share_in"])) if np.isfinite(loc["share_in"]).any() else None
+        else:
+            from train.metrics import dice
+
+            r["mean_dice_positive"] = (float(np.mean([dice(m, t) for m, t in zip(masks, val.masks[pos] > 0.5,
+                                                                                  strict=True)]))
+                                       if pos.size else None)
+        per_source[str(src)] = r
+    rep["per_source"] = per_source
+    return rep
+
+
+def training_terms(cfg: TrainConfig) -> list[str]:
+    """The terms of use a model trained on these sources inherits (for its spec and card)."""
+    terms = []
+    s = cfg.data.sources
+    if s.kaggle is not None:
+        terms.append("kaggle-bp (+ kaggle-bp-extra): Kaggle 2016 competition data, internal research use only")
+    if s.regional_us is not None:
+        terms.append("regional-us: Regional-US brachial plexus videos, non-commercial data use agreement: "
+                     "research and teaching use only")
+    if s.usgra is not None:
+        terms.append("usgra-seg: CC BY 4.0, Timm Kandaouroff, https://github.com/tmkand/usgra-seg")
+    return terms
+
+
+def load_init_model(cfg: TrainConfig):
+    """The model named by ``cfg.init`` for fine-tuning. Raises ConfigError naming the file and the problem."""
+    import keras
+
+    path = Path(cfg.init)
+    if not path.is_file():
+        raise ConfigError("<train config>", [f"init: {path} not found"])
+    if path.suffix != ".keras":
+        raise ConfigError("<train config>", [f"init: {path} is not a .keras model (a .tflite cannot be trained)"])
+    from edge.errors import ModelError
+    from edge.spec import load_spec
+
+    try:
+        spec = load_spec(path, verify_hash=False)
+    except ModelError as e:
+        raise ConfigError("<train config>", [f"init: {e}"]) from None
+    if spec.preprocess != cfg.preprocess:
+        raise ConfigError("<train config>", [
+            f"init: {path} was trained with preprocess {spec.preprocess.model_dump()}, this config has "
+            f"{cfg.preprocess.model_dump()}: copy the model's preprocess section into the config"])
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a corrupt file
+        raise ConfigError("<train config>", [f"init: {path} is not a loadable Keras model: {e}"]) from None
+    logger.info("fine-tuning from %s (%s)", path, spec.name)
+    return model
 
 
 # -- curves ---------------------------------------------------------------------------------------
@@ -310,7 +529,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train one model as configured; returns the result dict also written to result.json."""
     import keras
 
-    from train.losses import dice_bce_loss
+    from train.losses import box_supervised_loss, dice_bce_loss
     from train.models import build_unet, count_macs
 
     out = run_dir(cfg)
@@ -320,6 +539,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     train_set, val, folds = assemble(cfg)
     spec_in = cfg.preprocess
     x_val = eval_arrays(val, spec_in) if val is not None else None
+    rus = cfg.data.sources.regional_us
+    box_channel = bool(train_set.weak.any()) and rus is not None and rus.boxes == "tight"
+    mask_loss = box_supervised_loss if box_channel else dice_bce_loss
+    weights = source_weights(cfg, train_set)
+    n_draws = (cfg.data.epoch_size or len(train_set)) if weights else len(train_set)
 
     hist_path, last_path, model_path = out / "history.csv", out / "last.keras", out / "model.keras"
     initial_epoch = 0
@@ -334,22 +558,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             logger.warning("nothing to resume in %s: starting from scratch", out)
         hist_path.unlink(missing_ok=True)
         m = cfg.model
-        model = build_unet(
-            (spec_in.height, spec_in.width, 1),
-            base_filters=m.base_filters,
-            skips=m.skips,
-            batch_norm=m.batch_norm,
-            conv=m.conv,
-            upsample=m.upsample,
-            name=cfg.name.replace("-", "_"),
-        )
-        steps = math.ceil(len(train_set) / cfg.optim.batch_size)
+        if cfg.init is not None:
+            model = load_init_model(cfg)
+        else:
+            model = build_unet(
+                (spec_in.height, spec_in.width, 1),
+                base_filters=m.base_filters,
+                skips=m.skips,
+                batch_norm=m.batch_norm,
+                conv=m.conv,
+                upsample=m.upsample,
+                name=cfg.name.replace("-", "_"),
+            )
+        steps = math.ceil(n_draws / cfg.optim.batch_size)
         schedule = keras.optimizers.schedules.CosineDecay(
             cfg.optim.lr, decay_steps=steps * cfg.optim.epochs, alpha=0.05
         )
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss={"mask": dice_bce_loss, "nerve_present": keras.losses.BinaryCrossentropy()},
+            loss={"mask": mask_loss, "nerve_present": keras.losses.BinaryCrossentropy()},
             loss_weights={"mask": 1.0, "nerve_present": cfg.optim.presence_weight},
         )
 
@@ -364,7 +591,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "held_out_fold": cfg.data.fold,
             "n_train": len(train_set),
             "train_kinds": {k: int((train_set.kinds == k).sum()) for k in dict.fromkeys(train_set.kinds)},
+            "sources": {k: int((train_set.source == k).sum()) for k in dict.fromkeys(train_set.source)},
+            "source_weights": weights,
+            "draws_per_epoch": n_draws,
+            "box_supervision": (rus.boxes if rus is not None else None),
+            "terms": training_terms(cfg),
         },
+        "init": cfg.init,
         "augment": cfg.augment.model_dump(),
         "optim": cfg.optim.model_dump(),
     }
@@ -385,6 +618,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 for k in ("kaggle_score", "mean_dice_positive", "presence_sensitivity", "presence_specificity",
                           "presence_auc"):
                     logs[f"val_{k}"] = rep[k] if rep[k] is not None else float("nan")
+                for src, r in rep.get("per_source", {}).items():
+                    for k in SOURCE_LOG_KEYS:
+                        if k in r:
+                            logs[f"val_{src}_{k}"] = r[k] if r[k] is not None else float("nan")
                 score = rep["kaggle_score"]
                 logger.info(
                     "epoch %d: val kaggle %.3f dice+ %.3f sens %.3f spec %s",
@@ -395,8 +632,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     from train.data import make_tf_dataset
 
-    ds = make_tf_dataset(train_set, spec_in, cfg.optim.batch_size, cfg.augment.build(), cfg.optim.seed + initial_epoch)
-    steps = math.ceil(len(train_set) / cfg.optim.batch_size)
+    ds = make_tf_dataset(train_set, spec_in, cfg.optim.batch_size, cfg.augment.build(), cfg.optim.seed + initial_epoch,
+                         box_channel=box_channel, weights=weights, epoch_size=n_draws if weights else None)
+    steps = math.ceil(n_draws / cfg.optim.batch_size)
     t0 = time.time()
     if initial_epoch < cfg.optim.epochs:
         model.fit(
@@ -431,6 +669,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         result["best_epoch"] = 1 + int(np.argmax([float(r["val_kaggle_score"]) for r in rows]))
         provenance["validation"] = {k: rep[k] for k in ("kaggle_score", "mean_dice_positive", "presence_sensitivity",
                                                          "presence_specificity", "presence_auc", "n_images")}
+        provenance["validation"]["per_source"] = rep.get("per_source")
     save_spec(model_spec(cfg, provenance, thresholds), model_path)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     plot_curves(hist_path, out / "curves.png")
