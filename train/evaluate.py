@@ -433,7 +433,7 @@ def _select(samples: list[Sample], data_dir: Path, split: str | None, limit: int
 def evaluate(
     model_path: str | Path,
     data_dir: str | Path,
-    presence_threshold: float = 0.5,
+    presence_threshold: float | None = 0.5,
     mask_threshold: float | None = None,
     limit: int | None = None,
     *,
@@ -441,10 +441,16 @@ def evaluate(
     sheet_path: str | Path | None = None,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    every: int = 1,
 ) -> dict[str, Any]:
     """Run ``model_path`` over the labelled frames of ``data_dir/manifest.csv`` and score it.
 
-    presence_threshold: P(nerve) at or above which a frame's mask is kept (above 1: never).
+    A box-labelled video folder (the ``regional-us`` layout, `train.boxes`) is scored by
+    `evaluate_box_video` instead (``every``: every Nth frame; ``limit``, ``split``, ``sheet_path``
+    do not apply there).
+
+    presence_threshold: P(nerve) at or above which a frame's mask is kept (above 1: never);
+        None = the spec's ``presence_enter`` (the bedside's operating point).
     mask_threshold: per-pixel probability threshold; None = the model spec's ``thresholds.mask``.
     limit: evaluate at most this many labelled frames, evenly spread over the manifest.
     split: keep only rows whose ``split`` column equals this (e.g. "test" for usgra-seg).
@@ -455,15 +461,24 @@ def evaluate(
     and ``sheet`` (path written, or None). Raises `ConfigError` for bad options or data
     (no manifest, unreadable file, nothing labelled) and `ModelError` for the model.
     """
-    _check_thresholds(presence_threshold, mask_threshold)
     data_dir = Path(data_dir)
+    from train.boxes import is_box_video_folder
+
+    if is_box_video_folder(data_dir):
+        return evaluate_box_video(model_path, data_dir, presence_threshold, mask_threshold, every=every,
+                                  n_boot=n_boot, seed=seed)
+    if every != 1:
+        raise ConfigError("evaluation options", [f"every: {every} applies to box-labelled video folders only"])
+    predict, spec = predict_fn(model_path)
+    if presence_threshold is None:
+        presence_threshold = spec.thresholds.presence_enter
+    _check_thresholds(presence_threshold, mask_threshold)
     try:
         samples = read_manifest(data_dir)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(data_dir), [str(e)]) from None
     chosen, skipped = _select(samples, data_dir, split, limit)
 
-    predict, spec = predict_fn(model_path)
     mthr = spec.thresholds.mask if mask_threshold is None else float(mask_threshold)
     h, w = spec.preprocess.height, spec.preprocess.width
     logger.info("evaluating %s on %d frames of %s (%d unlabelled skipped)", model_path, len(chosen), data_dir, skipped)
@@ -513,6 +528,245 @@ def evaluate(
         write_sheet(rep, chosen, truths, preds, sheet_path)
         rep["sheet"] = str(sheet_path)
     return _ordered(rep)
+
+
+def _video_ci(values: np.ndarray, groups: list[str], n_boot: int, seed: int) -> list[float] | None:
+    return _ci(np.asarray(values, np.float64), groups, n_boot, seed) if len(values) else None
+
+
+def _auc_ci(p: np.ndarray, present: np.ndarray, groups: list[str], n_boot: int, seed: int) -> list[float] | None:
+    """Video-bootstrap interval of the pooled AUC (replicates with one class only are dropped)."""
+    from train.metrics import auc_mann_whitney
+
+    g = np.asarray(groups, dtype=object)
+    vids = sorted(set(groups))
+    if len(vids) < 2 or present.all() or not present.any():
+        return None
+    members = [np.flatnonzero(g == v) for v in vids]
+    rng = np.random.default_rng(seed)
+    reps = []
+    for row in rng.integers(0, len(vids), size=(n_boot, len(vids))):
+        idx = np.concatenate([members[k] for k in row])
+        a = auc_mann_whitney(p[idx], present[idx])
+        if a is not None:
+            reps.append(a)
+    if not reps:
+        return None
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
+def box_video_report(
+    probs: Sequence[np.ndarray],
+    ps: Sequence[float],
+    boxes: Sequence[np.ndarray],
+    present: Sequence[bool],
+    videos: Sequence[str],
+    *,
+    mask_threshold: float,
+    presence_threshold: float,
+    labels: dict[str, str] | None = None,
+    frames: Sequence[int] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The box-video report from arrays: presence and localisation, per video and pooled, with
+    video-bootstrap 95% CIs.
+
+    probs: N float maps (or bool masks) at model size; ps: N P(nerve); boxes: N bool masks at the same
+    size, True where a pixel's centre lies in an expert box (`train.boxes.box_mask`); present: N truth
+    (the frame has a box); videos: N video ids. A frame's shown mask is ``prob >= mask_threshold`` when
+    ``p >= presence_threshold``, else empty (the bedside gate, without hysteresis).
+
+    Localisation on nerve frames: ``centroid_in_box`` is the share whose *shown* mask has its centroid
+    inside a box (nothing shown = a miss, as at the bedside); ``centroid_in_box_when_shown`` the same
+    among frames with an outline; ``mask_in_box`` the mean share of a shown mask's pixels inside the
+    boxes. ``*_ungated`` repeat the first and last without the presence gate (the mask head alone).
+    """
+    from train.metrics import box_localisation
+
+    n = len(ps)
+    if n == 0:
+        raise ValueError("nothing to evaluate: no frames")
+    if not (len(probs) == len(boxes) == len(present) == len(videos) == n):
+        raise ValueError("probs, ps, boxes, present and videos need one entry per frame")
+    ps_arr = np.asarray(ps, np.float64)
+    present = np.asarray(present, bool)
+    vids = [str(v) for v in videos]
+    ungated = [np.asarray(pr) if np.asarray(pr).dtype == bool else np.asarray(pr) >= mask_threshold for pr in probs]
+    shown = gate_masks(ungated, ps_arr, mask_threshold, presence_threshold)
+    loc = box_localisation(shown, boxes)
+    loc_u = box_localisation(ungated, boxes)
+    called = ps_arr >= presence_threshold
+    pm = presence_metrics(ps_arr, present, presence_threshold)
+    pos = np.flatnonzero(present)
+    pos_shown = pos[np.isfinite(loc["share_in"][pos])]
+    g = np.asarray(vids, dtype=object)
+
+    def share(a: np.ndarray) -> float | None:
+        return float(np.mean(a)) if a.size else None
+
+    def nanshare(a: np.ndarray) -> float | None:
+        a = a[np.isfinite(a)]
+        return float(np.mean(a)) if a.size else None
+
+    pooled = {
+        "presence_auc": pm["auc"],
+        "presence_sensitivity": pm["sensitivity"],
+        "presence_specificity": pm["specificity"],
+        "presence_accuracy": pm["accuracy"],
+        "centroid_in_box": share(loc["centroid_in"][pos]),
+        "centroid_in_box_when_shown": share(loc["centroid_in"][pos_shown]),
+        "mask_in_box": nanshare(loc["share_in"][pos]),
+        "centroid_in_box_ungated": share(loc_u["centroid_in"][pos]),
+        "mask_in_box_ungated": nanshare(loc_u["share_in"][pos]),
+    }
+    neg = np.flatnonzero(~present)
+    ci95 = {
+        "unit": "video",
+        "n_videos": len(set(vids)),
+        "n_boot": n_boot,
+        "presence_auc": _auc_ci(ps_arr, present, vids, n_boot, seed),
+        "presence_sensitivity": _video_ci(called[pos], list(g[pos]), n_boot, seed),
+        "presence_specificity": _video_ci(~called[neg], list(g[neg]), n_boot, seed),
+        "centroid_in_box": _video_ci(loc["centroid_in"][pos], list(g[pos]), n_boot, seed),
+        "mask_in_box": _video_ci(loc["share_in"][pos_shown], list(g[pos_shown]), n_boot, seed),
+    }
+    per_video = []
+    for v in dict.fromkeys(vids):
+        idx = np.flatnonzero(g == v)
+        vp = idx[present[idx]]
+        vpm = presence_metrics(ps_arr[idx], present[idx], presence_threshold)
+        per_video.append(
+            {
+                "video": v,
+                "label": (labels or {}).get(v),
+                "n": int(idx.size),
+                "n_positive": int(vp.size),
+                "presence_auc": vpm["auc"],
+                "sensitivity": vpm["sensitivity"],
+                "specificity": vpm["specificity"],
+                "centroid_in_box": share(loc["centroid_in"][vp]),
+                "mask_in_box": nanshare(loc["share_in"][vp]),
+            }
+        )
+    per_frame = [
+        {
+            "video": vids[i],
+            "frame": int(frames[i]) if frames is not None else i,
+            "p_nerve": float(ps_arr[i]),
+            "truth_present": bool(present[i]),
+            "shown": bool(shown[i].any()),
+            "centroid_in_box": bool(loc["centroid_in"][i]),
+        }
+        for i in range(n)
+    ]
+    return {
+        "layout": "box-video",
+        "n_videos": len(set(vids)),
+        "n_images": n,
+        "n_positive": int(present.sum()),
+        "n_negative": int((~present).sum()),
+        **pooled,
+        "ci95": ci95,
+        "per_video": per_video,
+        "thresholds": {"mask": float(mask_threshold), "presence": float(presence_threshold)},
+        "per_image": per_frame,
+    }
+
+
+def evaluate_box_video(
+    model_path: str | Path,
+    data_dir: str | Path,
+    presence_threshold: float | None = None,
+    mask_threshold: float | None = None,
+    *,
+    every: int = 1,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score ``model_path`` on every ``every``-th frame of each video of a box-labelled folder.
+
+    Each frame goes through the bedside path (`predict_fn`); presence at ``presence_threshold``
+    (None: the spec's ``presence_enter``), localisation against the expert boxes at the model's
+    input size (see `box_video_report`). Raises ConfigError for bad data or options, ModelError
+    for the model.
+    """
+    from train.boxes import box_mask, iter_video, read_box_videos
+
+    data_dir = Path(data_dir)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ConfigError("evaluation options", [f"every: {every!r} is not allowed; use a positive integer"])
+    try:
+        videos = read_box_videos(data_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(data_dir), [str(e)]) from None
+    predict, spec = predict_fn(model_path)
+    pthr = spec.thresholds.presence_enter if presence_threshold is None else presence_threshold
+    _check_thresholds(pthr, mask_threshold)
+    mthr = spec.thresholds.mask if mask_threshold is None else float(mask_threshold)
+    h, w = spec.preprocess.height, spec.preprocess.width
+    masks, ps, boxes, present, vids, frames = [], [], [], [], [], []
+    t0 = time.monotonic()
+    for v in videos:
+        try:
+            for i, frame in iter_video(v, every):
+                prob, p = predict(frame)
+                bb = v.boxes_at(i)
+                masks.append(prob >= mthr)
+                ps.append(p)
+                boxes.append(box_mask(bb, frame.shape[:2], (h, w)))
+                present.append(bool(bb))
+                vids.append(v.subject)
+                frames.append(i)
+        except ValueError as e:
+            raise ConfigError(str(data_dir), [str(e)]) from None
+        logger.info("  video %s: %d frames so far (%.1f s)", v.subject, len(ps), time.monotonic() - t0)
+    rep = box_video_report(masks, ps, boxes, present, vids, mask_threshold=mthr, presence_threshold=pthr,
+                           labels={v.subject: v.label for v in videos}, frames=frames, n_boot=n_boot, seed=seed)
+    path = Path(model_path)
+    rep["model"] = {
+        "path": str(path),
+        "name": spec.name,
+        "sha256": sha256_file(path),
+        "quantization": spec.quantization,
+        "untrained": spec.untrained,
+        "format": path.suffix.lstrip("."),
+    }
+    rep["data"] = {"path": str(data_dir), "every": every}
+    rep["sheet"] = None
+    return rep
+
+
+def format_box_video_report(rep: dict[str, Any]) -> str:
+    """The on-screen summary of `evaluate_box_video`."""
+    m, ci = rep.get("model", {}), rep.get("ci95") or {}
+    lines = [
+        f"nerveseg eval: {m.get('path', '?')} ({m.get('name', '?')}, {m.get('quantization', '?')}"
+        f"{', UNTRAINED' if m.get('untrained') else ''})",
+        f"  data             : {rep.get('data', {}).get('path', '?')}: box-labelled video, {rep['n_videos']} videos, "
+        f"{rep['n_images']} frames (every {rep.get('data', {}).get('every', 1)}; {rep['n_positive']} with a nerve, "
+        f"{rep['n_negative']} without)",
+        f"  thresholds       : presence {rep['thresholds']['presence']:g}, mask {rep['thresholds']['mask']:g}",
+        f"  presence AUC     : {_fmt(rep['presence_auc'])}{_fmt_ci(ci.get('presence_auc'))}",
+        f"  sensitivity      : {_fmt(rep['presence_sensitivity'])}{_fmt_ci(ci.get('presence_sensitivity'))}",
+        f"  specificity      : {_fmt(rep['presence_specificity'])}{_fmt_ci(ci.get('presence_specificity'))}",
+        f"  centroid in box  : {_fmt(rep['centroid_in_box'])}{_fmt_ci(ci.get('centroid_in_box'))}"
+        f"   (nerve frames; no outline = miss; {_fmt(rep['centroid_in_box_when_shown'])} where shown)",
+        f"  mask in boxes    : {_fmt(rep['mask_in_box'])}{_fmt_ci(ci.get('mask_in_box'))}"
+        "   (share of a shown outline's pixels inside the boxes)",
+        f"  ungated          : centroid in box {_fmt(rep['centroid_in_box_ungated'])}, "
+        f"mask in boxes {_fmt(rep['mask_in_box_ungated'])} (mask head alone)",
+        f"  CIs              : bootstrap over {ci.get('n_videos', 0)} videos, {ci.get('n_boot', 0)} replicates",
+        "  per video        :    video label     n   pos    AUC   sens   spec  c-in-box  in-box",
+    ]
+    for r in rep["per_video"]:
+        lines.append(
+            f"                     {r['video']:>7} {r['label'] or '-':>5} {r['n']:>5} {r['n_positive']:>5}  "
+            f"{_fmt(r['presence_auc'], 2):>5}  {_fmt(r['sensitivity'], 2):>5}  {_fmt(r['specificity'], 2):>5}  "
+            f"{_fmt(r['centroid_in_box'], 2):>8}  {_fmt(r['mask_in_box'], 2):>6}"
+        )
+    return "\n".join(lines)
 
 
 REPORT_KEYS = (
@@ -664,6 +918,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from edge.models import default_model_path
 
         args.model = str(default_model_path())
+    from train.boxes import is_box_video_folder
+
+    video = is_box_video_folder(args.data)
+    if video and (args.split is not None or args.limit is not None):
+        raise ConfigError("<command line>", [f"--split/--limit: {args.data} is a box-labelled video folder; "
+                                             "use --every N to take every Nth frame"])
     rep = evaluate(
         args.model,
         args.data,
@@ -671,11 +931,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mask_threshold=args.mask_threshold,
         limit=args.limit,
         split=args.split,
-        sheet_path=sheet,
+        sheet_path=None if video else sheet,
+        every=args.every,
     )
     if args.json is not None:
         write_report(rep, args.json, per_image=args.per_image)
-    print(format_report(rep))
+    print(format_box_video_report(rep) if video else format_report(rep))
     if args.json is not None:
         print(f"  report           : {args.json}{' (with per-image rows)' if args.per_image else ''}")
     return EXIT_OK
@@ -701,7 +962,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         help=".tflite (bedside path) or .keras model, spec <model>.yaml beside it (default: the shipped model)",
     )
-    e.add_argument("--data", required=True, help="data folder with manifest.csv (path, mask_path[, subject, split])")
+    e.add_argument("--data", required=True, help="data folder with manifest.csv (path, mask_path[, subject, split]), "
+                   "or a box-labelled video folder laid out like regional-us (manifest.csv with boxes_path)")
     e.add_argument("--json", help="write the report as JSON here")
     e.add_argument(
         "--sheet",
@@ -711,9 +973,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--presence-threshold",
         type=float,
-        default=0.5,
-        help="P(nerve) at or above which an outline is kept (default: %(default)s)",
+        help="P(nerve) at or above which an outline is kept (default: the spec's presence_enter, the bedside's "
+        "operating point)",
     )
+    e.add_argument("--every", type=_positive_int, default=1,
+                   help="box-labelled video folders: score every Nth frame (default: every frame)")
     e.add_argument("--mask-threshold", type=float, help="per-pixel threshold (default: the model spec's)")
     e.add_argument("--split", help="only rows of this manifest split (e.g. test)")
     e.add_argument("--limit", type=_positive_int, help="at most N labelled frames, spread evenly over the manifest")
