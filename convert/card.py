@@ -231,19 +231,55 @@ def _metrics_section(prov: dict[str, Any], extra: dict[str, Any]) -> list[str]:
     return out
 
 
+def _terms_section(prov: dict[str, Any]) -> list[str]:
+    """The terms of the training data, which a trained model inherits."""
+    terms = (prov.get("data") or {}).get("terms") if isinstance(prov.get("data"), dict) else None
+    out = ["## Terms of use", ""]
+    if not terms:
+        return out + ["The training data's terms are not recorded in this model's provenance: find them before "
+                      "sharing this file."]
+    out.append("This model was trained on the data below and inherits its terms. "
+               "**Research use only; not for commercial use; not a medical device.**")
+    out.append("")
+    out += [f"- {t}" for t in terms]
+    return out
+
+
+def _sources(prov: dict[str, Any]) -> set[str]:
+    data = prov.get("data")
+    return set((data.get("sources") or {}) if isinstance(data, dict) else ())
+
+
 def _limits_section(spec: ModelSpec, extra: dict[str, Any]) -> list[str]:
     out = ["## Known limits", ""]
     if spec.untrained:
         out.append("- **UNTRAINED: random weights. Its output means nothing**; the overlay says so on screen.")
+    sources = _sources(spec.provenance)
+    if {"regional_us", "usgra"} & sources:
+        out += [
+            "- Brachial plexus only: Kaggle 2016 interscalene/supraclavicular frames, supraclavicular videos of "
+            "the Regional-US set"
+            + (" and the usgra-seg regions (Mindray TE7; five block regions)" if "usgra" in sources else "")
+            + "; other nerves and block regions are out of scope.",
+            "- Trained on " + str(1 + len({"regional_us", "usgra"} & sources)) + " machine types; a machine, probe or "
+            "preset unlike them may give worse results. Check on your own machine (`nerveseg eval`) and fine-tune "
+            "on its frames (`nerveseg train --init`) before relying on it.",
+            "- Video boxes are coarse (the union of an annotator's boxes, propagated by a tracker between drawn "
+            "frames): the outline was taught to stay inside them, not to follow the nerve's edge there.",
+        ]
+    else:
+        out += [
+            "- Brachial plexus only (interscalene / supraclavicular views of the Kaggle 2016 data); other nerves "
+            "and block regions are out of scope.",
+            "- Training frames come from one ultrasound machine type (the Kaggle set); other machines, probes, "
+            "presets, gain and depth settings may give worse results. Check on your own machine before relying "
+            "on it.",
+            '- Few real "no nerve" frames were available (37 of subjects 1-2); false alarms on empty views are '
+            "less well measured than misses.",
+        ]
     out += [
-        "- Brachial plexus only (interscalene / supraclavicular views of the Kaggle 2016 data); other nerves and "
-        "block regions are out of scope.",
-        "- Training frames come from one ultrasound machine type (the Kaggle set); other machines, probes, presets, "
-        "gain and depth settings may give worse results. Check on your own machine before relying on it.",
         "- Kaggle label noise: near-identical frames of one scan sometimes carry a mask and sometimes not; "
         "masks are approximate outlines.",
-        '- Few real "no nerve" frames were available (37 of subjects 1-2); false alarms on empty views are '
-        "less well measured than misses.",
         "- Quantised to int8: small differences from the float model (see the agreement table), largest where "
         "P(nerve) is near its threshold.",
     ]
@@ -318,6 +354,7 @@ def write_model_card(tflite_path: str | Path, extra: dict[str, Any] | None = Non
         _data_section(prov),
         _metrics_section(spec.provenance, extra),
         _limits_section(spec, extra),
+        _terms_section(spec.provenance),
         _provenance_section(spec, spec.tflite_sha256),
     ]
     text = "\n".join(head + [line for s in sections for line in (*s, "")]).rstrip() + "\n"

@@ -53,26 +53,97 @@ def out_of_fold(cv_dir: Path, n_boot: int = N_BOOT) -> dict[str, Any]:
     }
 
 
-def cross_data(model: Path, data_root: Path) -> list[dict[str, Any]]:
-    """The shipped model through the bedside path on the sanity and cross-machine sets."""
+def out_of_fold_by_source(cv_dir: Path, threshold: float, n_boot: int = N_BOOT) -> dict[str, Any]:
+    """Per source, each frame judged by the fold model that never saw its subject: presence AUC, sensitivity
+    and specificity at ``threshold`` (the shipped operating point), Dice on outlined nerve frames, and on
+    box-labelled nerve frames the share whose ungated mask has its centroid in a box; subject-bootstrap
+    95% CIs (usgra-seg's test split has no subject ids: each frame is its own group, so its CI is narrow)."""
+    import yaml
+
+    from train.cv import pooled_predictions
+    from train.evaluate import _auc_ci
+    from train.metrics import auc_mann_whitney, bootstrap_ci
+    from train.train import TrainConfig
+
+    cv = json.loads((cv_dir / "cv.json").read_text())
+    folds = cv.get("folds_finished")
+    cfg = TrainConfig.model_validate(yaml.safe_load((cv_dir / f"fold-{(folds or [0])[0]}" / "config.yaml").read_text()))
+    pp = pooled_predictions(cfg, folds)
+    out: dict[str, Any] = {"threshold": threshold, "folds": folds or list(range(cfg.data.folds))}
+
+    def ci(v: np.ndarray, g: np.ndarray) -> list[float] | None:
+        if v.size == 0:
+            return None
+        lo, hi = bootstrap_ci(v, g, n=n_boot)
+        return [round(lo, 4), round(hi, 4)]
+
+    for src in dict.fromkeys(pp["source"]):
+        m = pp["source"] == src
+        p, present = pp["p"][m], pp["present"][m].astype(bool)
+        subj = np.array([f"{x}#{i}" if str(src) == "usgra_test" else str(x)
+                         for i, x in enumerate(pp["subject"][m])], dtype=object)
+        called = p >= threshold
+        row: dict[str, Any] = {"n_subjects": len(set(subj)), "n_positive": int(present.sum()),
+                               "n_negative": int((~present).sum())}
+        auc = auc_mann_whitney(p, present)
+        row["presence_auc"] = None if auc is None else round(auc, 4)
+        row["presence_auc_ci95"] = _auc_ci(p, present, list(subj), n_boot, 0)
+        row["sensitivity"] = round(float(called[present].mean()), 4) if present.any() else None
+        row["sensitivity_ci95"] = ci(called[present].astype(float), subj[present])
+        row["specificity"] = round(float((~called[~present]).mean()), 4) if (~present).any() else None
+        row["specificity_ci95"] = ci((~called[~present]).astype(float), subj[~present])
+        d = pp["dice"][m]
+        ok = np.isfinite(d)
+        if ok.any():
+            row["mean_dice_positive"] = round(float(d[ok].mean()), 4)
+            row["mean_dice_positive_ci95"] = ci(d[ok], subj[ok])
+        c = pp["centroid_in"][m]
+        ok = np.isfinite(c)
+        if ok.any():
+            row["centroid_in_box_ungated"] = round(float(c[ok].mean()), 4)
+            row["centroid_in_box_ungated_ci95"] = ci(c[ok], subj[ok])
+        out[str(src)] = row
+    return out
+
+
+def cross_data(model: Path, data_root: Path, trained_on: set[str] | None = None) -> list[dict[str, Any]]:
+    """The shipped model through the bedside path, at its spec's operating point, on the sanity and
+    cross-machine sets. ``trained_on``: the sources the model was trained on (labels say so)."""
     from train.evaluate import evaluate
 
+    trained_on = trained_on or {"kaggle"}
+    rus = "regional_us" in trained_on
+    usgra = "usgra" in trained_on
     runs = (
-        ("kaggle-bp (600 frames of trained-on subjects; sanity only)", "kaggle-bp", None, 600),
-        ("usgra-seg test split (Mindray TE7, 5 block regions; never trained on)", "usgra-seg", "test", None),
-        ("usgra-seg all frames", "usgra-seg", None, None),
-        ("nerveblocker-femoral (femoral frames; never trained on)", "nerveblocker-femoral", None, None),
+        ("kaggle-bp (600 frames of trained-on subjects; sanity only)", "kaggle-bp", None, 600, 1),
+        ("usgra-seg test split (Mindray TE7, 5 block regions; never trained on)", "usgra-seg", "test", None, 1),
+        (f"usgra-seg all frames{' (train split trained on)' if usgra else ''}", "usgra-seg", None, None, 1),
+        ("nerveblocker-femoral (femoral frames; never trained on)", "nerveblocker-femoral", None, None, 1),
+        (f"regional-us every 5th frame ({'trained-on patients; sanity only' if rus else 'never trained on'})",
+         "regional-us", None, None, 5),
     )
     out = []
-    for label, folder, split, limit in runs:
-        rep = evaluate(model, data_root / folder, split=split, limit=limit, n_boot=200)
-        out.append({
-            "set": label,
-            "n_images": rep["n_images"],
-            "mean_dice_positive": round(rep["mean_dice_positive"], 3),
-            "presence_sensitivity@0.5": round(rep["presence_sensitivity"], 3),
-        })
+    for label, folder, split, limit, every in runs:
+        if not (data_root / folder).is_dir():
+            continue
+        rep = evaluate(model, data_root / folder, presence_threshold=None, split=split, limit=limit, n_boot=200,
+                       every=every)
+        row = {"set": label, "n_images": rep["n_images"],
+               "presence_threshold": rep["thresholds"]["presence"],
+               "presence_sensitivity": _r(rep["presence_sensitivity"]),
+               "presence_specificity": _r(rep["presence_specificity"]),
+               "presence_auc": _r(rep["presence_auc"])}
+        if rep.get("layout") == "box-video":
+            row["centroid_in_box"] = _r(rep["centroid_in_box"])
+            row["mask_in_box"] = _r(rep["mask_in_box"])
+        else:
+            row["mean_dice_positive"] = _r(rep["mean_dice_positive"])
+        out.append(row)
     return out
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 3)
 
 
 def _subset_manifest(source: Path, subjects: set[str], keep: bool, folder: Path) -> Path:
@@ -165,10 +236,29 @@ def latency(model: Path, calls: int = 300, warmup: int = 30) -> dict[str, Any]:
     return out
 
 
-def limits(cv: dict[str, Any], evaluation: list[dict[str, Any]]) -> list[str]:
+def limits(cv: dict[str, Any], evaluation: list[dict[str, Any]], by_source: dict[str, Any] | None = None) -> list[str]:
     """Known limits stated with this model's own numbers."""
     op = cv.get("presence_operating_point", {}).get("chosen", {})
     out = []
+    if by_source:
+        for src, row in by_source.items():
+            if not isinstance(row, dict):
+                continue
+            sens, spec_ = row.get("sensitivity"), row.get("specificity")
+            if spec_ is not None and spec_ < 0.85:
+                out.append(f"Presence on unseen {src} subjects: specificity {spec_:.2f} at the shipped threshold "
+                           f"(target 0.85): about {100 * (1 - spec_):.0f}% of nerve-free frames get an outline.")
+            if sens is not None and sens < 0.90:
+                out.append(f"Presence on unseen {src} subjects: sensitivity {sens:.2f} at the shipped threshold "
+                           "(target 0.90).")
+        other = [e for e in evaluation if "never trained on" in e["set"] and e.get("mean_dice_positive") is not None]
+        if other:
+            worst = ", ".join(f"{e['mean_dice_positive']:.3f} on {e['set'].split(' (')[0]}" for e in other)
+            out.append(f"Outlines on machines or regions it was not trained on are weak: mean Dice on positives "
+                       f"{worst}. Fine-tune on the site's own labelled frames (`nerveseg train --init`).")
+        out.append("Kaggle frames were downscaled upstream to 256x186 JPEG-derived images; the bedside sees "
+                   "full-resolution frames.")
+        return out
     if op.get("n_negative"):
         spec_ = op["specificity"]
         n_neg = op["n_negative"]
@@ -198,10 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cv", required=True, help="the cross-validation run folder (holds cv.json and fold-K/)")
     p.add_argument("--model", required=True, help="the converted .tflite whose card to write")
     p.add_argument("--data", default="../shared/data", help="shared data folder (default: %(default)s)")
+    p.add_argument("--float-twin", help="the float32 .tflite of the same weights: int8 minus float on every set")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cv_dir, model = Path(args.cv), Path(args.model)
     cv = json.loads((cv_dir / "cv.json").read_text())
+    from edge.spec import load_spec
+
+    spec = load_spec(model)
+    sources = set((spec.provenance.get("data") or {}).get("sources") or {"kaggle": 1})
+    if sources != {"kaggle"}:
+        return _publish_multi(cv_dir, cv, model, spec, sources, Path(args.data), Path(args.float_twin)
+                              if args.float_twin else None)
     metrics = out_of_fold(cv_dir)
     evaluation = cross_data(model, Path(args.data))
     with tempfile.TemporaryDirectory(prefix="nerveseg-publish-") as tmp:
@@ -220,6 +318,39 @@ def main(argv: list[str] | None = None) -> int:
     card = write_model_card(model, extra)
     print(json.dumps({"metrics": metrics, "int8_vs_float_unseen": quant, "evaluation": evaluation, "latency": timing,
                       "card": str(card)}, indent=2))
+    return 0
+
+
+def _publish_multi(cv_dir: Path, cv: dict[str, Any], model: Path, spec, sources: set[str], data: Path,
+                   float_twin: Path | None) -> int:
+    """The card of a model trained on several sources: out-of-fold results per source at the shipped
+    threshold, the shipped file on every set through the bedside path, int8 vs its float twin on the same
+    sets, inference time, limits."""
+    by_source = out_of_fold_by_source(cv_dir, spec.thresholds.presence_enter)
+    evaluation = cross_data(model, data, sources)
+    quant = None
+    if float_twin is not None:
+        twin = {e["set"]: e for e in cross_data(float_twin, data, sources)}
+        quant = {}
+        for e in evaluation:
+            f = twin.get(e["set"], {})
+            quant[e["set"]] = {k: round(e[k] - f[k], 4) for k in ("mean_dice_positive", "presence_auc",
+                                                                  "presence_sensitivity", "centroid_in_box")
+                               if e.get(k) is not None and f.get(k) is not None}
+    timing = latency(model)
+    label = (f"out of fold ({len(by_source['folds'])} of {cv.get('folds')} folds by subject within each source), "
+             f"at the shipped presence threshold {by_source['threshold']:g}")
+    extra = {
+        "metrics": {label: {k: v for k, v in by_source.items() if k not in ("threshold", "folds")}},
+        "evaluation": {e["set"]: {k: v for k, v in e.items() if k != "set"} for e in evaluation},
+        "inference time (ModelRunner.infer, median / p95 of 300 calls)": timing,
+        "limits": limits(cv, evaluation, by_source),
+    }
+    if quant is not None:
+        extra[f"int8 minus float32 ({float_twin.name}), same sets, same path"] = quant
+    card = write_model_card(model, extra)
+    print(json.dumps({"out_of_fold_by_source": by_source, "evaluation": evaluation, "int8_minus_float": quant,
+                      "latency": timing, "card": str(card)}, indent=2))
     return 0
 
 

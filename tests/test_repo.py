@@ -23,13 +23,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert cmd in ci_lines
 
 
-def test_edge_never_imports_tensorflow():
+def test_edge_never_imports_tensorflow_or_matplotlib():
     code = (
         "import sys, importlib, pkgutil, edge\n"
         "for m in pkgutil.walk_packages(edge.__path__, 'edge.'):\n"
         "    importlib.import_module(m.name)\n"
         "import edge.cli; edge.cli.build_parser()  # registers train/eval/convert plugins\n"
-        "bad = [m for m in sys.modules if m == 'tensorflow' or m.startswith(('tensorflow.', 'keras'))]\n"
+        "bad = [m for m in sys.modules if m in ('tensorflow', 'matplotlib') or m.startswith(('tensorflow.', "
+        "'keras', 'matplotlib.'))]\n"
         "assert not bad, bad\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -39,7 +40,8 @@ def test_edge_never_imports_tensorflow():
 def test_no_edge_module_imports_training_packages():
     for py in (REPO / "edge").rglob("*.py"):
         src = py.read_text()
-        assert not re.search(r"^\s*(from|import)\s+(train|convert|calibration|tensorflow|keras)\b", src, re.M), py
+        pattern = r"^\s*(from|import)\s+(train|convert|calibration|tensorflow|keras|matplotlib)\b"
+        assert not re.search(pattern, src, re.M), py
 
 
 def test_every_config_key_is_documented_in_readme():

@@ -115,17 +115,18 @@ def pooled_predictions(cfg: TrainConfig, folds: list[int] | None = None) -> dict
     """Each fold's model (its last epoch) on its own held-out subjects, pooled: out-of-fold predictions.
 
     Returns arrays: ``p`` (P(nerve)), ``present`` (truth), ``real_empty`` (the frame is a real empty one),
-    ``dice`` (per-frame Dice of the ungated mask at the spec's threshold, NaN on negatives), ``subject``,
-    ``mask_max`` (the highest pixel probability of the frame's mask).
+    ``dice`` (per-frame Dice of the ungated mask at 0.5, NaN on negatives and box frames), ``subject``,
+    ``mask_max`` (the highest pixel probability of the frame's mask), ``source``, ``weak`` (box-labelled),
+    ``centroid_in`` (box frames with a nerve: the ungated mask's centroid is in a box, 1/0; else NaN).
     """
     import keras
 
     from train.data import eval_arrays
-    from train.metrics import dice
+    from train.metrics import box_localisation, dice
     from train.train import assemble, predict_arrays
 
     out: dict[str, list] = {"p": [], "present": [], "real_empty": [], "dice": [], "subject": [], "mask_max": [],
-                            "source": []}
+                            "source": [], "weak": [], "centroid_in": []}
     for k in range(cfg.data.folds) if folds is None else folds:
         fold_cfg = _fold(cfg, k)
         _, val, _ = assemble(fold_cfg)
@@ -141,6 +142,10 @@ def pooled_predictions(cfg: TrainConfig, folds: list[int] | None = None) -> dict
         out["subject"] += list(val.groups)
         out["mask_max"] += list(probs.reshape(len(val), -1).max(axis=1))
         out["source"] += list(val.source)
+        out["weak"] += list(val.weak)
+        loc = box_localisation(probs >= 0.5, val.masks > 0.0)
+        out["centroid_in"] += [float(c) if w and t.any() else np.nan
+                               for c, w, t in zip(loc["centroid_in"], val.weak, truth, strict=True)]
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -184,3 +184,41 @@ def test_multi_source_model_converts_and_evaluates_on_video(multi_run, rus_root,
     rep = json.loads(rep_path.read_text())
     assert rep["n_videos"] == 39 and rep["layout"] == "box-video" and rep["presence_auc"] is not None
     assert rep["thresholds"]["presence"] == load_spec(out).thresholds.presence_enter
+
+
+def test_adapt_curve_fine_tunes_scores_and_plots(multi_run, rus_root, tmp_path):
+    pytest.importorskip("matplotlib")
+    from train.adapt import plot_curve, run_curve
+
+    _, run = multi_run
+    curve = run_curve(run / "model.keras", rus_root, [0, 6], tmp_path / "adapt", draws=32, batch=8)
+    r0, r6 = curve["rows"]
+    assert (r0["frames"], r0["fine_tune_seconds"]) == (0, 0.0) and r6["frames"] == 6 and r6["fine_tune_seconds"] > 0
+    for r in (r0, r6):
+        assert 0.0 <= r["mean_dice_positive_ungated"] <= 1.0
+    spec = load_spec(tmp_path / "adapt" / "n006" / "model.keras", verify_hash=False)
+    assert spec.provenance["data"]["n_train"] == 6 and spec.provenance["init"] == str(run / "model.keras")
+    assert json.loads((tmp_path / "adapt" / "curve.json").read_text())["rows"][1]["frames"] == 6
+    import cv2
+
+    png = plot_curve(curve, tmp_path / "c.png")
+    assert cv2.imread(str(png)) is not None
+
+
+def test_mixed_calibration_and_check_folders(rus_root, tmp_path):
+    from convert.cli import read_folder
+    from convert.mixed import write_folders
+
+    counts = write_folders(rus_root, tmp_path, per_source=8)
+    assert set(counts) == {"calibration", "check"}
+    for name in ("calibration", "check"):
+        assert set(counts[name]) == {"kaggle", "regional_us", "usgra"}
+        layout, pos, neg, unl = read_folder(tmp_path / name, "--calibration")
+        assert layout == "manifest" and pos and neg and not unl
+    # no frame in both folders (compared by content)
+    import hashlib
+
+    def digests(folder):
+        return {hashlib.sha256(p.read_bytes()).hexdigest() for p in (folder / "images").glob("*.png")}
+
+    assert not digests(tmp_path / "calibration") & digests(tmp_path / "check")
