@@ -239,3 +239,27 @@ def test_card_renders_metrics_and_says_what_is_missing(tmp_path, untrained_model
     assert "- tested on one Pi 5 only" in card
     assert NOT_MEASURED not in card.split("## Measured performance")[1].split("##")[0]
     assert yaml.safe_load(model.with_suffix(".yaml").read_text())["tflite_sha256"] in card
+
+
+def test_card_states_the_training_data_terms_and_limits_of_its_sources(tmp_path, untrained_model):
+    """A model trained on restricted data says so: the terms come from its provenance, never fixed text."""
+    from edge.spec import load_spec, save_spec
+
+    model = tmp_path / "v2.tflite"
+    shutil.copy(untrained_model, model)
+    shutil.copy(untrained_model.with_suffix(".yaml"), model.with_suffix(".yaml"))
+    card = write_model_card(model).read_text(encoding="utf-8")
+    assert "terms are not recorded in this model's provenance" in card
+    assert "one ultrasound machine type (the Kaggle set)" in card  # no sources recorded: v1's wording
+
+    spec = load_spec(model)
+    terms = ["kaggle-bp: internal research use only", "regional-us: non-commercial, research and teaching only"]
+    prov = dict(spec.provenance) | {"data": {"sources": {"kaggle": 10, "regional_us": 5, "usgra": 2},
+                                             "terms": terms}}
+    save_spec(spec.model_copy(update={"provenance": prov}), model)
+    card = write_model_card(model).read_text(encoding="utf-8")
+    section = card.split("## Terms of use")[1].split("\n## ")[0]
+    assert "Research use only" in section and all(f"- {t}" in section for t in terms)
+    limits = card.split("## Known limits")[1].split("\n## ")[0]
+    assert "Trained on 3 machine types" in limits and "Mindray TE7" in limits and "boxes are coarse" in limits
+    assert "one ultrasound machine type" not in limits

@@ -34,3 +34,15 @@ def test_latency_is_measured_on_the_named_machine():
     assert str(machine_info()["cpu_model"]) in t["machine"]
     for key in ("1_thread_ms", "2_thread_ms"):
         assert 0 < t[key]["p50"] <= t[key]["p95"] < 1000
+
+
+def test_limits_of_a_multi_source_model_name_each_missed_target():
+    by_source = {"threshold": 0.7, "folds": [0, 1, 2],
+                 "kaggle": {"sensitivity": 0.95, "specificity": 0.40},
+                 "regional_us": {"sensitivity": 0.88, "specificity": 0.90}}
+    evaluation = [{"set": "usgra-seg test split (Mindray TE7; never trained on)", "mean_dice_positive": 0.21}]
+    text = " ".join(limits({}, evaluation, by_source))
+    assert "unseen kaggle subjects: specificity 0.40" in text and "about 60% of nerve-free frames" in text
+    assert "unseen regional_us subjects: sensitivity 0.88" in text
+    assert "regional_us subjects: specificity" not in text and "kaggle subjects: sensitivity" not in text
+    assert "0.210 on usgra-seg test split" in text and "--init" in text
