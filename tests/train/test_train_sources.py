@@ -222,3 +222,14 @@ def test_mixed_calibration_and_check_folders(rus_root, tmp_path):
         return {hashlib.sha256(p.read_bytes()).hexdigest() for p in (folder / "images").glob("*.png")}
 
     assert not digests(tmp_path / "calibration") & digests(tmp_path / "check")
+
+
+def test_ablation_scores_every_run_on_every_source(multi_run, tmp_path):
+    from train.ablation import markdown, score_runs
+
+    _, run = multi_run
+    rows = score_runs([run.parent], 0)
+    per = rows[0]["per_source"]
+    assert set(per) == {"kaggle", "regional_us", "usgra_test"} and per["usgra_test"]["n"] == 40
+    table = markdown(rows)
+    assert "| regional-us centroid in box (ungated) |" in table and "| multi |" in table.splitlines()[0] + " |"
