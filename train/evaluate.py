@@ -921,6 +921,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from train.boxes import is_box_video_folder
 
     video = is_box_video_folder(args.data)
+    if args.live:
+        return _cmd_live(args, video)
     if video and (args.split is not None or args.limit is not None):
         raise ConfigError("<command line>", [f"--split/--limit: {args.data} is a box-labelled video folder; "
                                              "use --every N to take every Nth frame"])
@@ -939,6 +941,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_box_video_report(rep) if video else format_report(rep))
     if args.json is not None:
         print(f"  report           : {args.json}{' (with per-image rows)' if args.per_image else ''}")
+    return EXIT_OK
+
+
+def _cmd_live(args: argparse.Namespace, video: bool) -> int:
+    """``nerveseg eval --live``: the live loop on box-labelled video (`train.live`)."""
+    from edge.cli import EXIT_OK
+    from edge.config import Config, load_config, with_overrides
+    from train.live import evaluate_live, format_live
+
+    if not video:
+        raise ConfigError("<command line>", [f"--live: {args.data} is not a box-labelled video folder "
+                                             "(manifest.csv with boxes_path, like regional-us)"])
+    if args.timelines is not None and not Path(args.timelines).parent.is_dir():
+        raise ConfigError("<command line>", [f"--timelines: folder {Path(args.timelines).parent} does not exist"])
+    cfg = load_config(args.config) if args.config else Config()
+    overrides: dict[str, Any] = {}
+    if args.model is not None:
+        overrides["model"] = {"path": args.model}
+    if args.presence_threshold is not None:
+        overrides["presence"] = {"enter": args.presence_threshold}
+    cfg = with_overrides(cfg, **overrides) if overrides else cfg
+    rep = evaluate_live(args.data, cfg, videos=args.videos, timeline_dir=args.timelines)
+    if args.json is not None:
+        write_report(rep, args.json)
+    print(format_live(rep))
+    if args.json is not None:
+        print(f"  report           : {args.json}")
+    if rep.get("timelines"):
+        print(f"  timelines        : {Path(rep['timelines'][0]).parent} ({len(rep['timelines'])} PNG)")
     return EXIT_OK
 
 
@@ -976,6 +1007,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="P(nerve) at or above which an outline is kept (default: the spec's presence_enter, the bedside's "
         "operating point)",
     )
+    e.add_argument("--live", action="store_true", help="box-labelled video: play each video through the live loop "
+                   "(hysteresis, smoothing) and score what the screen showed (train.live)")
+    e.add_argument("--config", help="--live: the runtime config whose presence rules to use (default: built-in)")
+    e.add_argument("--videos", nargs="+", help="--live: only these videos (subject ids)")
+    e.add_argument("--timelines", help="--live: write one timeline PNG per video into this folder (matplotlib)")
     e.add_argument("--every", type=_positive_int, default=1,
                    help="box-labelled video folders: score every Nth frame (default: every frame)")
     e.add_argument("--mask-threshold", type=float, help="per-pixel threshold (default: the model spec's)")
