@@ -100,11 +100,14 @@ class PresenceConfig(_Section):
 
     enter: float | None = Field(None, gt=0, lt=1, description="P(nerve) at or above which a frame votes 'nerve'")
     exit: float | None = Field(None, gt=0, lt=1, description="P(nerve) below which a frame votes 'no nerve'")
-    min_frames_on: int = Field(3, ge=1, le=300, description="consecutive 'nerve' votes before the outline appears")
-    min_frames_off: int = Field(5, ge=1, le=300, description="consecutive 'no nerve' votes before it disappears")
+    min_frames_on: int | None = Field(None, ge=1, le=300, description="consecutive 'nerve' votes before the "
+                                      "outline appears (null: the model spec's)")
+    min_frames_off: int | None = Field(None, ge=1, le=300, description="consecutive 'no nerve' votes before it "
+                                       "disappears (null: the model spec's)")
     mask_threshold: float | None = Field(None, gt=0, lt=1, description="pixel probability drawn as nerve")
-    mask_smoothing: float = Field(
-        0.5, gt=0, le=1, description="weight of the newest mask in the running average (1 = no smoothing)"
+    mask_smoothing: float | None = Field(
+        None, gt=0, le=1, description="weight of the newest mask in the running average (1 = no smoothing; null: "
+        "the model spec's)"
     )
 
     @model_validator(mode="after")

@@ -32,7 +32,7 @@ from edge.config import Config
 from edge.errors import SourceExhausted
 from edge.overlay import Overlay, OverlayStatus
 from edge.preprocess import crop_roi, denoise, normalise, resize, to_gray
-from edge.presence import PresenceTracker
+from edge.presence import PresenceTracker, rules_for
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
@@ -287,19 +287,19 @@ class Pipeline:
         self.flips = (bool(flips[0]), bool(flips[1]))
         self._flip = (slice(None, None, -1 if flips[1] else 1), slice(None, None, -1 if flips[0] else 1))
         spec = runner.spec
-        p = cfg.presence
-        self.tracker = PresenceTracker(
-            enter=p.enter if p.enter is not None else spec.thresholds.presence_enter,
-            exit=p.exit if p.exit is not None else spec.thresholds.presence_exit,
-            min_frames_on=p.min_frames_on,
-            min_frames_off=p.min_frames_off,
-            alpha=p.mask_smoothing,
-        )
-        if self.tracker.exit > self.tracker.enter:
+        rules = rules_for(cfg.presence, spec.thresholds)
+        if rules["exit"] > rules["enter"]:
             raise ValueError(
-                f"presence exit {self.tracker.exit} > enter {self.tracker.enter} after combining config and model spec"
+                f"presence exit {rules['exit']} > enter {rules['enter']} after combining config and model spec"
             )
-        mask_thr = p.mask_threshold if p.mask_threshold is not None else spec.thresholds.mask
+        self.tracker = PresenceTracker(
+            enter=rules["enter"],
+            exit=rules["exit"],
+            min_frames_on=rules["min_frames_on"],
+            min_frames_off=rules["min_frames_off"],
+            alpha=rules["alpha"],
+        )
+        mask_thr = rules["mask_threshold"]
         self.overlay = Overlay(cfg.overlay, roi, mask_thr)
         self.timer = StageTimer()
         self.counters = _Counters()

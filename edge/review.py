@@ -43,7 +43,7 @@ from edge.config import OverlayConfig, PresenceConfig
 from edge.errors import ConfigError
 from edge.overlay import Overlay
 from edge.preprocess import preprocess
-from edge.presence import PresenceTracker
+from edge.presence import PresenceTracker, rules_for
 from edge.record import (
     FRAMES_FILE,
     MANIFEST_FILE,
@@ -473,11 +473,11 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
     rec_t = session.thresholds
     pres = session.presence_config()
     spec = runner.spec
-    enter = pres.enter if pres.enter is not None else spec.thresholds.presence_enter
-    exit_ = pres.exit if pres.exit is not None else spec.thresholds.presence_exit
-    exit_ = min(exit_, enter)
-    mask_thr = pres.mask_threshold if pres.mask_threshold is not None else spec.thresholds.mask
-    tracker = PresenceTracker(enter, exit_, pres.min_frames_on, pres.min_frames_off, pres.mask_smoothing)
+    rules = rules_for(pres, spec.thresholds)
+    enter = rules["enter"]
+    exit_ = min(rules["exit"], enter)
+    mask_thr = rules["mask_threshold"]
+    tracker = PresenceTracker(enter, exit_, rules["min_frames_on"], rules["min_frames_off"], rules["alpha"])
     rec_pre = None
     try:
         rec_pre = PreprocessSpec.model_validate(session.manifest.get("model", {}).get("preprocess"))

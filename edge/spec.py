@@ -68,6 +68,11 @@ class ThresholdsSpec(_Strict):
     mask: float = Field(0.5, gt=0, lt=1)
     presence_enter: float = Field(0.6, gt=0, lt=1)
     presence_exit: float = Field(0.4, gt=0, lt=1)
+    # The temporal rules the bedside applies with this model, tuned on video (the config's `presence`
+    # section overrides each when set).
+    min_frames_on: int = Field(3, ge=1, le=300, description="consecutive 'nerve' votes before the outline appears")
+    min_frames_off: int = Field(5, ge=1, le=300, description="consecutive 'no nerve' votes before it disappears")
+    mask_smoothing: float = Field(0.5, gt=0, le=1, description="weight of the newest mask in the running average")
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdsSpec:

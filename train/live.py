@@ -210,14 +210,11 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
         traces.append(trace)
         logger.info("video %s: right %.3f, %d flips", v.subject, rows[-1]["state_accuracy"], rows[-1]["flips"])
     fps = chosen[0].fps
-    p = cfg.presence
-    rules = {
-        "presence_enter": p.enter if p.enter is not None else spec.thresholds.presence_enter,
-        "presence_exit": p.exit if p.exit is not None else spec.thresholds.presence_exit,
-        "min_frames_on": p.min_frames_on,
-        "min_frames_off": p.min_frames_off,
-        "mask_smoothing": p.mask_smoothing,
-    }
+    from edge.presence import rules_for
+
+    r = rules_for(cfg.presence, spec.thresholds)
+    rules = {"presence_enter": r["enter"], "presence_exit": r["exit"], "min_frames_on": r["min_frames_on"],
+             "min_frames_off": r["min_frames_off"], "mask_smoothing": r["alpha"]}
     rep = {"layout": "live", "clock": "simulated: every frame analysed in order, time = frame / fps",
            "model": {"path": str(cfg.model.path or "shipped"), "name": spec.name},
            "data": str(folder), "rules": rules, "pooled": pool(rows, fps),

@@ -83,3 +83,20 @@ def test_invalid_parameters(kw):
     args = dict(enter=0.6, exit=0.4) | kw
     with pytest.raises(ValueError):
         PresenceTracker(**args)
+
+
+def test_rules_come_from_the_spec_unless_the_config_sets_them():
+    from edge.config import PresenceConfig
+    from edge.presence import rules_for
+    from edge.spec import ThresholdsSpec
+
+    spec = ThresholdsSpec(mask=0.4, presence_enter=0.8, presence_exit=0.7, min_frames_on=2, min_frames_off=9,
+                          mask_smoothing=0.3)
+    assert rules_for(PresenceConfig(), spec) == {"enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9,
+                                                 "alpha": 0.3, "mask_threshold": 0.4}
+    cfg = PresenceConfig(enter=0.6, min_frames_off=4, mask_smoothing=1.0)
+    assert rules_for(cfg, spec) == {"enter": 0.6, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
+                                    "alpha": 1.0, "mask_threshold": 0.4}
+    # a spec written before the temporal rules were part of it keeps the old defaults
+    old = ThresholdsSpec.model_validate({"mask": 0.5, "presence_enter": 0.6, "presence_exit": 0.4})
+    assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing) == (3, 5, 0.5)
