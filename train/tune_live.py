@@ -11,7 +11,8 @@ outputs, which is exactly what the live loop computes from them (see `train.live
 Cost per frame: ``false_outline_cost`` for an outline on a frame without a nerve, 1 for a nerve frame
 without one: a false outline (the needle aimed at the wrong structure) costs more than a late or missing
 one (the anaesthetist looks for themself). The rules chosen minimise the pooled cost over the videos they
-are tuned on. Grid: presence enter, exit (a gap below enter), frames on, frames off. Mask smoothing
+are tuned on. Grid: exit (a gap below enter), frames on, frames off; presence enter stays the spec's
+frame-level operating point (chosen for every source at once) unless ``--tune-enter``. Mask smoothing
 does not change what is shown when, only the outline: it is chosen afterwards by outline stability
 (median Dice between consecutive shown outlines) among values that do not lower the outline-on-box rate.
 
@@ -106,9 +107,9 @@ def replay(p: np.ndarray, rules: dict[str, Any], masks: np.ndarray | None = None
     return shown, shown_masks
 
 
-def grid() -> list[dict[str, Any]]:
+def grid(enter: tuple[float, ...] = ENTER) -> list[dict[str, Any]]:
     return [{"enter": e, "exit": round(max(e - g, 0.01), 4), "min_frames_on": on, "min_frames_off": off}
-            for e, g, on, off in itertools.product(ENTER, GAP, FRAMES_ON, FRAMES_OFF)]
+            for e, g, on, off in itertools.product(enter, GAP, FRAMES_ON, FRAMES_OFF)]
 
 
 def costs(outputs: list[VideoOutputs], candidates: list[dict[str, Any]], false_outline_cost: float) -> np.ndarray:
@@ -156,8 +157,11 @@ def _brief(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[int, int],
-         false_outline_cost: float = 2.0) -> dict[str, Any]:
-    cands = grid()
+         false_outline_cost: float = 2.0, tune_enter: bool = False) -> dict[str, Any]:
+    """Cross-validated choice of the rules (see the module doc). ``tune_enter`` False keeps the spec's
+    ``presence_enter``: it is the frame-level operating point chosen for every training source at once,
+    and these videos are one source; the rest (exit, frames on/off, smoothing) is tuned here."""
+    cands = grid(ENTER if tune_enter else (float(before["enter"]),))
     c = costs(outputs, cands, false_outline_cost)
     folds = sorted({o.fold for o in outputs})
     per_fold = []
@@ -188,7 +192,8 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
                      for k in ("cost_per_frame", "state_accuracy", "flips_per_min")}
     return {
         "false_outline_cost": false_outline_cost,
-        "grid": {"enter": ENTER, "gap": GAP, "frames_on": FRAMES_ON, "frames_off": FRAMES_OFF, "smoothing": SMOOTHING},
+        "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
+                 "frames_off": FRAMES_OFF, "smoothing": SMOOTHING},
         "videos": len(outputs),
         "before_rules": before,
         "per_fold": per_fold,
@@ -242,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv", required=True, help="the cross-validation run folder (fold-K/model.keras)")
     ap.add_argument("--data", default="../shared/data/regional-us", help="box-labelled video folder")
     ap.add_argument("--false-outline-cost", type=float, default=2.0)
+    ap.add_argument("--tune-enter", action="store_true", help="also tune presence_enter (default: keep the spec's, "
+                    "the frame-level operating point shared by every source)")
     ap.add_argument("--json", help="write the tuning report here")
     ap.add_argument("--write-spec", help="put the chosen rules into this trained model's spec")
     ap.add_argument("--before-from", help="model whose spec's rules are 'before' (default: --write-spec, "
@@ -253,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec(ref, verify_hash=False)
     before = rules_for(PresenceConfig(), spec.thresholds)
     outputs = oof_outputs(cv_dir, Path(args.data))
-    rep = tune(outputs, before, (spec.preprocess.height, spec.preprocess.width), args.false_outline_cost)
+    rep = tune(outputs, before, (spec.preprocess.height, spec.preprocess.width), args.false_outline_cost,
+               args.tune_enter)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=2, default=float))
     print(json.dumps({k: rep[k] for k in ("chosen", "out_of_fold_before_all", "out_of_fold_after_all")}, indent=2,

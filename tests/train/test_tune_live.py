@@ -62,7 +62,7 @@ def test_tune_reports_held_out_folds_and_writes_the_spec(tmp_path):
             outs.append(_outputs(f"v{k}{j}", k, truth, p))
     before = {"enter": 0.97, "exit": 0.87, "min_frames_on": 3, "min_frames_off": 5, "alpha": 0.5,
               "mask_threshold": 0.5}
-    rep = tune(outs, before, (8, 8), 2.0)
+    rep = tune(outs, before, (8, 8), 2.0, tune_enter=True)
     assert [f["held_out_videos"] for f in rep["per_fold"]] == [["v00", "v01"], ["v10", "v11"], ["v20", "v21"]]
     for f in rep["per_fold"]:
         assert f["after"]["cost_per_frame"] <= f["before"]["cost_per_frame"] + 0.05
@@ -76,5 +76,8 @@ def test_tune_reports_held_out_folds_and_writes_the_spec(tmp_path):
     th = load_spec(model, verify_hash=False).thresholds
     assert (th.presence_enter, th.min_frames_on, th.min_frames_off, th.mask_smoothing) == (
         chosen["enter"], chosen["min_frames_on"], chosen["min_frames_off"], chosen["alpha"])
+    fixed = tune(outs, before, (8, 8), 2.0)
+    assert fixed["chosen"]["enter"] == 0.97
+    assert {f["chosen_on_other_folds"]["enter"] for f in fixed["per_fold"]} == {0.97}
     with pytest.raises(KeyError):
         write_rules(model, {"enter": 0.5}, {})
