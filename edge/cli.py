@@ -104,7 +104,8 @@ def _open_runner(cfg: Config):
     return runner
 
 
-def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, observers: Any = None) -> Stats:
+def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, observers: Any = None,
+                 annotate: Any = None) -> Stats:
     """Open model, source and sink from ``cfg`` and run the loop until it ends. Raises on failure.
 
     ``observers``: `PipelineObserver`s to attach; None = those the config asks for
@@ -127,6 +128,7 @@ def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, o
         pipe = Pipeline(
             cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers,
             roi=profile.image_roi if profile else None, flips=profile.flips if profile else (False, False),
+            annotate=annotate,
         )
         return pipe.run()
 
@@ -244,10 +246,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # Offline, capture-to-draw age reflects the queue of a lossless run, not a live delay.
         overlay={"stale_after_ms": 1e9} if not args.realtime else {},
     )
+    annotate = None
+    if args.truth:
+        from edge.truth import draw_truth, load_truth
+
+        if args.realtime:
+            raise ConfigError("<command line>", ["--truth needs every frame in order: leave out --realtime"])
+        truth = load_truth(args.truth)
+
+        def annotate(frame) -> None:  # the source's frame number is the annotation's
+            draw_truth(frame.image, truth.get(frame.seq, []))
+
     _setup_logging(args.log_level or "WARNING")
     stop = threading.Event()
     _install_signal_handlers(stop)
-    stats = run_pipeline(cfg, stop, drop_frames=args.realtime)
+    stats = run_pipeline(cfg, stop, drop_frames=args.realtime, annotate=annotate)
     print(format_summary(stats, f"nerveseg demo: {spec} -> {out}"))
     return EXIT_OK
 
@@ -342,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help=".tflite model to use instead of the shipped one")
     d.add_argument("--threads", type=int, help="interpreter threads (default 2)")
     d.add_argument("--size", type=_parse_size, help="scale source frames to WIDTHxHEIGHT, e.g. 1920x1080")
+    d.add_argument("--truth", metavar="BOXES.txt", help="draw an expert's per-frame boxes (regional-us annotation "
+                   "file: one JSON line per frame) beside the outline, after the analysis")
     d.add_argument("--realtime", action="store_true",
                    help="pace the source at its own fps and drop frames like the live loop "
                         "(default: every frame, as fast as possible)")

@@ -261,6 +261,7 @@ class Pipeline:
         on_frame: Callable[[Frame, Result, Decision], None] | None = None,
         observers: Sequence[PipelineObserver] = (),
         flips: tuple[bool, bool] = (False, False),
+        annotate: Callable[[Frame], None] | None = None,
     ):
         self.cfg = cfg
         self.source = source
@@ -269,6 +270,9 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.drop_frames = drop_frames
         self.on_frame = on_frame
+        #: draws on ``frame.image`` after the overlay, before the sink (e.g. the demo's expert boxes); never
+        #: seen by the network
+        self.annotate = annotate
         self.observers: list[PipelineObserver] = list(observers)
         #: operator-facing lines from observers, shown on the status line (key -> text)
         self.notices: dict[str, str] = {}
@@ -363,6 +367,8 @@ class Pipeline:
                 message=self._message(f"ROI does not fit {w}x{h}: recalibrate"),
             )
             self.overlay.draw(frame.image, Decision(False, 0.0, None), status)
+            if self.annotate is not None:
+                self.annotate(frame)
             self.sink.show(frame.image)
             self.state = "not_analysed"
             self.counters.not_analysed_frames += 1
@@ -395,6 +401,8 @@ class Pipeline:
             message=self._message(None),
         )
         self.overlay.draw(frame.image, decision, status)
+        if self.annotate is not None:
+            self.annotate(frame)
         timer.lap("overlay")
         self.sink.show(frame.image)
         timer.lap("sink")

@@ -16,7 +16,6 @@ by ``nerveseg eval`` on such a folder (`iter_video`, `box_mask`). numpy/OpenCV o
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,7 @@ import numpy as np
 
 from edge.preprocess import resize_mask, to_model_size
 from edge.spec import PreprocessSpec
-
-Box = tuple[float, float, float, float]  # x, y, w, h in video pixels
+from edge.truth import Box, parse_boxes  # noqa: F401 - parse_boxes is part of this module's interface
 
 
 @dataclass(frozen=True)
@@ -54,32 +52,6 @@ def is_box_video_folder(folder: str | Path) -> bool:
     with mf.open(newline="", encoding="utf-8") as f:
         header = next(csv.reader(f), [])
     return "boxes_path" in header and "path" in header
-
-
-def parse_boxes(path: Path) -> tuple[dict[int, list[Box]], dict[int, str]]:
-    """Read one annotation file. Raises ValueError naming the file and line of a malformed entry."""
-    boxes: dict[int, list[Box]] = {}
-    trackers: dict[int, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-                for key, entry in obj.items():
-                    raw = entry.get("bounding_boxes", "[]")
-                    bb = json.loads(raw) if isinstance(raw, str) else raw
-                    got = []
-                    for b in bb:
-                        x, y, w, h = (float(v) for v in b)
-                        if w > 0 and h > 0:
-                            got.append((x, y, w, h))
-                    boxes[int(key)] = got
-                    trackers[int(key)] = str(entry.get("tracker", ""))
-            except (ValueError, TypeError, AttributeError) as e:
-                raise ValueError(f"{path} line {lineno}: not a box annotation ({type(e).__name__}: {e})") from None
-    return boxes, trackers
 
 
 def read_box_videos(folder: str | Path) -> list[BoxVideo]:
