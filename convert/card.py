@@ -203,8 +203,10 @@ def _io_section(spec: ModelSpec) -> list[str]:
         f"- `{names.mask}`: per-pixel P(nerve), float `(1, {pp.height}, {pp.width}, 1)` in [0, 1]; a pixel is "
         f"nerve above {th.mask:g}.",
         f"- `{names.presence}`: P(a nerve is in view), float `(1, 1)` in [0, 1]. The bedside shows a nerve when "
-        f"it rises above {th.presence_enter:g} and stops when it falls below {th.presence_exit:g} (hysteresis, "
-        "smoothed over frames).",
+        f"it rises above {th.presence_enter:g} on {th.min_frames_on} consecutive frames and stops when it falls "
+        f"below {th.presence_exit:g} on {th.min_frames_off} (hysteresis); the outline shown is a running average "
+        f"of the masks (weight {th.mask_smoothing:g} on the newest). A runtime config's `presence` section "
+        "overrides each of these.",
     ]
 
 
