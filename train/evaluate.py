@@ -392,6 +392,23 @@ def contact_sheet(
 # -- the file-based evaluation --------------------------------------------------------------------
 
 
+def _model_info(path: Path, spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "name": spec.name,
+        "sha256": sha256_file(path),
+        "quantization": spec.quantization,
+        "untrained": spec.untrained,
+        "format": path.suffix.lstrip("."),
+    }
+
+
+def _header(rep: dict[str, Any]) -> str:
+    m = rep.get("model", {})
+    return (f"nerveseg eval: {m.get('path', '?')} ({m.get('name', '?')}, {m.get('quantization', '?')}"
+            f"{', UNTRAINED' if m.get('untrained') else ''})")
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -513,14 +530,7 @@ def evaluate(
     )
     path = Path(model_path)
     rep["n_unlabelled_skipped"] = skipped
-    rep["model"] = {
-        "path": str(path),
-        "name": spec.name,
-        "sha256": sha256_file(path),
-        "quantization": spec.quantization,
-        "untrained": spec.untrained,
-        "format": path.suffix.lstrip("."),
-    }
+    rep["model"] = _model_info(path, spec)
     rep["data"] = {"path": str(data_dir), "split": split, "limit": limit}
     rep["sheet"] = None
     if sheet_path is not None:
@@ -725,14 +735,7 @@ def evaluate_box_video(
     rep = box_video_report(masks, ps, boxes, present, vids, mask_threshold=mthr, presence_threshold=pthr,
                            labels={v.subject: v.label for v in videos}, frames=frames, n_boot=n_boot, seed=seed)
     path = Path(model_path)
-    rep["model"] = {
-        "path": str(path),
-        "name": spec.name,
-        "sha256": sha256_file(path),
-        "quantization": spec.quantization,
-        "untrained": spec.untrained,
-        "format": path.suffix.lstrip("."),
-    }
+    rep["model"] = _model_info(path, spec)
     rep["data"] = {"path": str(data_dir), "every": every}
     rep["sheet"] = None
     return rep
@@ -740,10 +743,9 @@ def evaluate_box_video(
 
 def format_box_video_report(rep: dict[str, Any]) -> str:
     """The on-screen summary of `evaluate_box_video`."""
-    m, ci = rep.get("model", {}), rep.get("ci95") or {}
+    ci = rep.get("ci95") or {}
     lines = [
-        f"nerveseg eval: {m.get('path', '?')} ({m.get('name', '?')}, {m.get('quantization', '?')}"
-        f"{', UNTRAINED' if m.get('untrained') else ''})",
+        _header(rep),
         f"  data             : {rep.get('data', {}).get('path', '?')}: box-labelled video, {rep['n_videos']} videos, "
         f"{rep['n_images']} frames (every {rep.get('data', {}).get('every', 1)}; {rep['n_positive']} with a nerve, "
         f"{rep['n_negative']} without)",
@@ -862,10 +864,9 @@ def _fmt_ci(ci: list[float] | None) -> str:
 
 def format_report(rep: dict[str, Any]) -> str:
     """The human-readable summary printed by ``nerveseg eval``."""
-    m, ci = rep.get("model", {}), rep.get("ci95") or {}
+    ci = rep.get("ci95") or {}
     lines = [
-        f"nerveseg eval: {m.get('path', '?')} ({m.get('name', '?')}, {m.get('quantization', '?')}"
-        f"{', UNTRAINED' if m.get('untrained') else ''})",
+        _header(rep),
         f"  data             : {rep.get('data', {}).get('path', '?')}: {rep['n_images']} labelled frames "
         f"({rep['n_positive']} with a nerve, {rep['n_negative']} without; "
         f"{rep.get('n_unlabelled_skipped', 0)} unlabelled skipped)",
