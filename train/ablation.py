@@ -32,6 +32,7 @@ COLUMNS = (
     ("regional_us", "specificity", "regional-us specificity @0.5"),
     ("regional_us", "centroid_in_box", "regional-us centroid in box (ungated)"),
     ("regional_us", "mask_in_box", "regional-us mask in boxes (ungated)"),
+    ("regional_us", "rectangularity", "regional-us mask area / its bounding rectangle (1 = a painted box)"),
     ("usgra_test", "mean_dice_positive", "usgra-seg test Dice on nerve frames"),
 )
 

@@ -386,6 +386,7 @@ def validation_report(model, val: FrameSet, x_val: np.ndarray, spec: ModelSpec, 
             loc = box_localisation(masks, val.masks[pos] > 0.0)
             r["centroid_in_box"] = float(np.mean(loc["centroid_in"])) if pos.size else None
             r["mask_in_box"] = float(np.nanmean(loc["share_in"])) if np.isfinite(loc["share_in"]).any() else None
+            r["rectangularity"] = rectangularity(masks)
         else:
             from train.metrics import dice
 
@@ -395,6 +396,17 @@ def validation_report(model, val: FrameSet, x_val: np.ndarray, spec: ModelSpec, 
         per_source[str(src)] = r
     rep["per_source"] = per_source
     return rep
+
+
+def rectangularity(masks: np.ndarray) -> float | None:
+    """Mean over non-empty masks of (mask area / area of its bounding rectangle): about 0.6-0.8 for the
+    round-ish outline of a nerve, 1.0 for a painted rectangle (what box-union targets teach)."""
+    vals = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        if ys.size:
+            vals.append(ys.size / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+    return float(np.mean(vals)) if vals else None
 
 
 def training_terms(cfg: TrainConfig) -> list[str]:

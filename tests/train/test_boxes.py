@@ -145,3 +145,16 @@ def test_box_loss_hand_values_on_a_box_frame():
     full = good.copy()
     full[0, 1:3, 1:3, 0] = 1 - 1e-4
     assert abs(_loss(y, full)[0] - lg) < 1e-3
+
+
+def test_rectangularity_tells_a_painted_box_from_an_outline():
+    from train.train import rectangularity
+
+    box = np.zeros((1, 20, 20), bool)
+    box[0, 5:15, 3:9] = True
+    disc = np.zeros((1, 20, 20), bool)
+    yy, xx = np.mgrid[:20, :20]
+    disc[0] = (yy - 10) ** 2 + (xx - 10) ** 2 <= 36
+    assert rectangularity(box) == 1.0
+    assert 0.7 < rectangularity(disc) < 0.85  # pi/4 for a disc
+    assert rectangularity(np.zeros((2, 4, 4), bool)) is None
