@@ -156,5 +156,5 @@ def test_rectangularity_tells_a_painted_box_from_an_outline():
     yy, xx = np.mgrid[:20, :20]
     disc[0] = (yy - 10) ** 2 + (xx - 10) ** 2 <= 36
     assert rectangularity(box) == 1.0
-    assert 0.7 < rectangularity(disc) < 0.85  # pi/4 for a disc
+    assert 0.6 < rectangularity(disc) < 0.8  # pi/4 for a continuous disc, 113/169 for this one
     assert rectangularity(np.zeros((2, 4, 4), bool)) is None
