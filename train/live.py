@@ -228,7 +228,61 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
     if timeline_dir is not None:
         rep["timelines"] = [str(plot_timeline(t, v, rules, Path(timeline_dir))) for t, v in
                             zip(traces, chosen, strict=True)]
+        rep["worst_moments"] = str(worst_moments_sheet(traces, chosen, model_hw, Path(timeline_dir)
+                                                       / "worst_moments.png"))
     return rep
+
+
+def worst_runs(traces: list[Trace], videos: list[BoxVideo], n: int = 6) -> dict[str, list[tuple]]:
+    """The ``n`` longest runs of false outlines and of missed nerve frames over all videos:
+    ``{"false_outline": [(video index, middle frame, run length), ...], "missed": [...]}``, longest first."""
+    out: dict[str, list[tuple]] = {"false_outline": [], "missed": []}
+    for vi, (t, v) in enumerate(zip(traces, videos, strict=True)):
+        shown = np.array(t.shown, bool)
+        truth = np.array([bool(v.boxes_at(i)) for i in range(len(shown))])
+        for kind, flags in (("false_outline", shown & ~truth), ("missed", ~shown & truth)):
+            out[kind] += [(vi, (s + e) // 2, e - s) for s, e in episodes(flags)]
+    return {k: sorted(v, key=lambda r: (-r[2], r[0], r[1]))[:n] for k, v in out.items()}
+
+
+def worst_moments_sheet(traces: list[Trace], videos: list[BoxVideo], model_hw: tuple[int, int], path: Path,
+                        n: int = 6) -> Path:
+    """A contact sheet (PNG) of the middle frame of the longest false-outline and missed-nerve runs: the
+    expert's boxes green, what the screen outlined yellow."""
+    import cv2
+
+    from train.boxes import iter_video
+    from train.evaluate import SheetTile, contact_sheet
+
+    runs = worst_runs(traces, videos, n)
+    want: dict[int, set[int]] = {}
+    for rows in runs.values():
+        for vi, fi, _ in rows:
+            want.setdefault(vi, set()).add(fi)
+    frames: dict[tuple[int, int], np.ndarray] = {}
+    for vi, idx in want.items():
+        last = max(idx)
+        for i, f in iter_video(videos[vi]):
+            if i in idx:
+                frames[(vi, i)] = f
+            if i >= last:
+                break
+    sections = []
+    for kind, title in (("false_outline", "False outline: no nerve in the truth, outline shown (longest runs)"),
+                        ("missed", "Missed nerve: a box in the truth, no outline (longest runs)")):
+        tiles = []
+        for vi, fi, length in runs[kind]:
+            t, v = traces[vi], videos[vi]
+            mask = t.masks[fi] if t.masks[fi] is not None else np.zeros(model_hw, bool)
+            caption = (f"{v.subject} #{fi}", f"{length / t.fps:.1f} s, p {t.p[fi]:.2f}")
+            tiles.append(SheetTile(image=frames[(vi, fi)], truth=box_mask(v.boxes_at(fi), t.frame_hw, model_hw),
+                                   pred=mask, caption=caption))
+        if tiles:
+            sections.append((title, tiles))
+    img = contact_sheet(sections, title="worst moments", tile_aspect=model_hw[0] / model_hw[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+    return path
 
 
 def plot_timeline(trace: Trace, video: BoxVideo, rules: dict[str, Any], folder: Path) -> Path:

@@ -113,4 +113,17 @@ def test_cli_live_writes_json_and_timelines(clip_folder, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep["pooled"]["frames"] == 24 and rep["per_video"][0]["truth_frames"] == 16
     assert cv2.imread(str(tl / "timeline_c1.png")) is not None
+    assert cv2.imread(rep["worst_moments"]) is not None
     assert main(["eval", "--live", "--data", str(tmp_path)]) == 2
+
+
+def test_worst_runs_longest_first():
+    from train.live import worst_runs
+
+    truth = [1, 1, 1, 0, 0, 0, 0, 1]
+    video = BoxVideo(Path("v.mp4"), "v", "sc", 10.0, {i: [(0, 0, 4, 4)] if t else [] for i, t in enumerate(truth)}, {})
+    shown = [0, 0, 1, 1, 1, 1, 0, 0]  # missed 0-1 (2), false 3-5 (3), missed 7 (1)
+    t = Trace("v", 10.0, (8, 8), [0.5] * 8, [bool(x) for x in shown], [None] * 8)
+    runs = worst_runs([t], [video], n=5)
+    assert runs["false_outline"] == [(0, 4, 3)]
+    assert runs["missed"] == [(0, 1, 2), (0, 7, 1)]
