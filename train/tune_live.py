@@ -166,7 +166,10 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     folds = sorted({o.fold for o in outputs})
     per_fold = []
     for k in folds:
-        train_idx = np.array([j for j, o in enumerate(outputs) if o.fold != k])
+        train_idx = np.array([j for j, o in enumerate(outputs) if o.fold != k], dtype=int)
+        if train_idx.size == 0:  # one fold only: nothing to tune on without its own videos
+            logger.warning("fold %d is the only fold with videos: no out-of-fold choice for it", k)
+            continue
         held = [o for o in outputs if o.fold == k]
         chosen = cands[pick(c, train_idx, false_outline_cost)] | {"alpha": before["alpha"],
                                                                   "mask_threshold": before["mask_threshold"]}
@@ -175,7 +178,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
             "before": _brief(live_scores(held, before, model_hw, false_outline_cost)),
             "after": _brief(live_scores(held, chosen, model_hw, false_outline_cost)),
         })
-    all_idx = np.arange(len(outputs))
+    all_idx = np.arange(len(outputs), dtype=int)
     final = cands[pick(c, all_idx, false_outline_cost)] | {"mask_threshold": before["mask_threshold"]}
     # mask smoothing: by outline stability, not lowering the outline-on-box rate
     smooth = []
@@ -188,8 +191,8 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     ok = [r for r in smooth if (r["outline_on_box"] or 0) >= (base["outline_on_box"] or 0) - 0.005]
     best = max(ok, key=lambda r: r["consecutive_dice_median"] or 0)
     final["alpha"] = best["alpha"]
-    pooled_before = {k: np.mean([f["before"][k] for f in per_fold if f["before"][k] is not None])
-                     for k in ("cost_per_frame", "state_accuracy", "flips_per_min")}
+    pooled_before = {k: float(np.mean(v)) if (v := [f["before"][k] for f in per_fold if f["before"][k] is not None])
+                     else None for k in ("cost_per_frame", "state_accuracy", "flips_per_min")}
     return {
         "false_outline_cost": false_outline_cost,
         "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
@@ -197,7 +200,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
         "videos": len(outputs),
         "before_rules": before,
         "per_fold": per_fold,
-        "out_of_fold_after_all": _brief(live_scores_oof(outputs, per_fold, model_hw, false_outline_cost)),
+        "out_of_fold_after_all": _brief(live_scores_oof(outputs, per_fold, model_hw, false_outline_cost, before)),
         "out_of_fold_before_all": _brief(live_scores(outputs, before, model_hw, false_outline_cost)),
         "mean_before_over_folds": pooled_before,
         "smoothing": smooth,
@@ -205,14 +208,15 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     }
 
 
-def live_scores_oof(outputs, per_fold, model_hw, false_outline_cost) -> dict[str, Any]:
-    """Pooled scores where every video is played with the rules chosen without its fold."""
+def live_scores_oof(outputs, per_fold, model_hw, false_outline_cost, before) -> dict[str, Any]:
+    """Pooled scores where every video is played with the rules chosen without its fold (``before`` for a
+    fold that had none)."""
     from train.live import Trace, pool, score_trace
 
     rules_of = {f["fold"]: f["chosen_on_other_folds"] for f in per_fold}
     rows, fo, miss = [], 0, 0
     for o in outputs:
-        rules = rules_of[o.fold]
+        rules = rules_of.get(o.fold, before)
         shown, masks = replay(o.p, rules, o.masks)
         trace = Trace(o.video.subject, o.video.fps, o.frame_hw, list(o.p), list(shown),
                       [None if m is None else m >= rules["mask_threshold"] for m in masks])

@@ -231,8 +231,17 @@ def test_shipped_model_loads_and_runs(data_dir):
     assert prov["options"]["skips"] == 3 and prov["options"]["base_filters"] == 8
     # what cross-validation measured travels with the model, and its operating point is the spec's
     cv = prov["cv"]
-    assert cv["folds"] == 5 and cv["mean"]["mean_dice_positive"] >= 0.70
-    assert spec.thresholds.presence_enter == pytest.approx(cv["presence_operating_point"]["chosen"]["threshold"])
+    assert cv["folds"] == 3 and cv["mean"]["mean_dice_positive"] >= 0.63
+    op = cv["presence_operating_point"]
+    assert spec.thresholds.presence_enter == pytest.approx(op["chosen"]["threshold"])
+    # one threshold for every source: each fold-split source keeps its out-of-fold sensitivity
+    for src in ("kaggle", "regional_us"):
+        assert op["per_source"][src]["sensitivity"] >= 0.92, src
+    assert op["per_source"]["regional_us"]["auc"] >= 0.85
+    # trained on restricted data: the spec says which, and the terms it inherits
+    data = prov["data"]
+    assert set(data["sources"]) == {"kaggle", "regional_us", "usgra"} and data["box_supervision"] == "tight"
+    assert any("non-commercial" in t for t in data["terms"])
     assert prov["int8_agreement"]["passed"] is True
 
     frame = cv2.imread(str(data_dir / "kaggle-bp" / "fullres" / "images" / "1_1.png"), cv2.IMREAD_GRAYSCALE)
@@ -242,11 +251,12 @@ def test_shipped_model_loads_and_runs(data_dir):
     assert 0.0 <= r.p_nerve <= 1.0
 
 
-# Floor for the shipped model on real frames, through the bedside path (.tflite + ModelRunner), at
-# presence threshold 0.5: kaggle-bp subjects it was trained on (measured 0.804 on 600 frames), a sanity
-# floor that a broken conversion, preprocessing or runner would fall through. Unseen-subject numbers are
-# the cross-validation's (in the spec); on usgra-seg (another machine) it scores ~0 and has no floor.
-SHIPPED_DICE_FLOOR = 0.70
+# Floors for the shipped model on real frames, through the bedside path (.tflite + ModelRunner): kaggle-bp
+# subjects it was trained on at presence 0.5 (v2 measured 0.717 on 600 frames at its 0.881), a sanity floor
+# that a broken conversion, preprocessing or runner would fall through; usgra-seg's test split, never trained
+# on (0.351 at 0.881; v1 scored 0.016). Unseen-subject numbers are the cross-validation's (in the spec).
+SHIPPED_DICE_FLOOR = 0.65
+USGRA_TEST_DICE_FLOOR = 0.25
 
 
 def test_shipped_model_scores_above_its_floor(data_dir):
@@ -255,6 +265,8 @@ def test_shipped_model_scores_above_its_floor(data_dir):
     rep = evaluate(default_model_path(), data_dir / "kaggle-bp", limit=300, n_boot=50)
     assert rep["n_positive"] > 250
     assert rep["mean_dice_positive"] >= SHIPPED_DICE_FLOOR, rep["mean_dice_positive"]
+    other = evaluate(default_model_path(), data_dir / "usgra-seg", presence_threshold=None, split="test", n_boot=10)
+    assert other["mean_dice_positive"] >= USGRA_TEST_DICE_FLOOR, other["mean_dice_positive"]
 
 
 # --- errors -----------------------------------------------------------------------------------------------------

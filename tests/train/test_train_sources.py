@@ -233,3 +233,26 @@ def test_ablation_scores_every_run_on_every_source(multi_run, tmp_path):
     assert set(per) == {"kaggle", "regional_us", "usgra_test"} and per["usgra_test"]["n"] == 40
     table = markdown(rows)
     assert "| regional-us centroid in box (ungated) |" in table and "| multi |" in table.splitlines()[0] + " |"
+
+
+def test_tune_live_on_real_out_of_fold_video(multi_run, rus_root, tmp_path):
+    from edge.config import PresenceConfig
+    from edge.presence import rules_for
+    from train.tune_live import oof_outputs, tune, write_rules
+
+    _, run = multi_run
+    outs = oof_outputs(run.parent, rus_root / "regional-us")
+    held = load_spec(run / "model.keras", verify_hash=False).provenance["data"]["folds"]["regional_us"][0]
+    assert sorted(o.video.subject for o in outs) == sorted(held)
+    for o in outs:  # every frame of each held-out video, analysed once
+        assert len(o.p) == len(o.truth) == o.masks.shape[0] > 100
+    spec = load_spec(run / "model.keras", verify_hash=False)
+    before = rules_for(PresenceConfig(), spec.thresholds)
+    rep = tune(outs, before, (spec.preprocess.height, spec.preprocess.width))
+    assert rep["videos"] == len(outs) and rep["chosen"]["enter"] == before["enter"]
+    assert 0.0 <= rep["out_of_fold_before_all"]["state_accuracy"] <= 1.0
+    model = tmp_path / "m.keras"
+    model.write_bytes((run / "model.keras").read_bytes())
+    (tmp_path / "m.yaml").write_text((run / "model.yaml").read_text())
+    write_rules(model, rep["chosen"], {"videos": rep["videos"]})
+    assert load_spec(model, verify_hash=False).thresholds.min_frames_off == rep["chosen"]["min_frames_off"]
