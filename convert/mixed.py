@@ -29,13 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.cli import _spaced
+
 logger = logging.getLogger(__name__)
-
-
-def _spaced(items: list, n: int) -> list:
-    if n >= len(items):
-        return list(items)
-    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
 
 
 def _kaggle(root: Path) -> tuple[list, list]:

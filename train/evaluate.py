@@ -486,15 +486,18 @@ def evaluate(
                                   n_boot=n_boot, seed=seed)
     if every != 1:
         raise ConfigError("evaluation options", [f"every: {every} applies to box-labelled video folders only"])
-    predict, spec = predict_fn(model_path)
-    if presence_threshold is None:
-        presence_threshold = spec.thresholds.presence_enter
-    _check_thresholds(presence_threshold, mask_threshold)
+    # options and data are checked before the model is loaded, as before the threshold could come from it
+    if presence_threshold is not None:
+        _check_thresholds(presence_threshold, mask_threshold)
     try:
         samples = read_manifest(data_dir)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(data_dir), [str(e)]) from None
     chosen, skipped = _select(samples, data_dir, split, limit)
+    predict, spec = predict_fn(model_path)
+    if presence_threshold is None:
+        presence_threshold = spec.thresholds.presence_enter
+        _check_thresholds(presence_threshold, mask_threshold)
 
     mthr = spec.thresholds.mask if mask_threshold is None else float(mask_threshold)
     h, w = spec.preprocess.height, spec.preprocess.width

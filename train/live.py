@@ -155,6 +155,10 @@ def score_trace(trace: Trace, video: BoxVideo, model_hw: tuple[int, int]) -> dic
     }
 
 
+# per-video lists kept out of the JSON's per-video rows (the pooled numbers summarise them)
+PER_FRAME_LISTS = ("time_to_show_frames", "time_to_clear_frames", "jitter_centroid_px", "jitter_dice")
+
+
 def _q(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -218,9 +222,7 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
     rep = {"layout": "live", "clock": "simulated: every frame analysed in order, time = frame / fps",
            "model": {"path": str(cfg.model.path or "shipped"), "name": spec.name},
            "data": str(folder), "rules": rules, "pooled": pool(rows, fps),
-           "per_video": [{k: v for k, v in r.items() if not k.startswith("jitter") and not k.endswith("_frames")
-                          or k in ("false_outline_frames", "missed_frames", "truth_frames", "shown_frames",
-                                   "outline_on_box_frames")} | {
+           "per_video": [{k: v for k, v in r.items() if k not in PER_FRAME_LISTS} | {
                              "flips_per_min": r["flips"] / r["minutes"] if r["minutes"] else None,
                              "truth_flips_per_min": r["truth_flips"] / r["minutes"] if r["minutes"] else None,
                              "time_to_show_s_median": _q([d / fps for d in r["time_to_show_frames"]], 50)}

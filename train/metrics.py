@@ -197,3 +197,14 @@ def box_localisation(masks: np.ndarray | Sequence[np.ndarray], boxes: np.ndarray
         centroid_in[i] = bool(b[min(cy, b.shape[0] - 1), min(cx, b.shape[1] - 1)])
         share_in[i] = float(b[ys, xs].mean())
     return {"centroid_in": centroid_in, "share_in": share_in}
+
+
+def rectangularity(masks: np.ndarray) -> float | None:
+    """Mean over non-empty masks of (mask area / area of its bounding rectangle): about 0.6-0.8 for the
+    round-ish outline of a nerve, 1.0 for a painted rectangle (what box-union targets teach)."""
+    vals = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        if ys.size:
+            vals.append(ys.size / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+    return float(np.mean(vals)) if vals else None

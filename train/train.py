@@ -357,7 +357,7 @@ def validation_report(model, val: FrameSet, x_val: np.ndarray, spec: ModelSpec, 
     ungated mask has its centroid inside the box union (`train.metrics.box_localisation`).
     """
     from train.evaluate import evaluate_predictions
-    from train.metrics import box_localisation, presence_metrics
+    from train.metrics import box_localisation, presence_metrics, rectangularity
 
     probs, ps = predict_arrays(model, x_val)
     outlined = np.flatnonzero(val.source == "kaggle")
@@ -396,17 +396,6 @@ def validation_report(model, val: FrameSet, x_val: np.ndarray, spec: ModelSpec, 
         per_source[str(src)] = r
     rep["per_source"] = per_source
     return rep
-
-
-def rectangularity(masks: np.ndarray) -> float | None:
-    """Mean over non-empty masks of (mask area / area of its bounding rectangle): about 0.6-0.8 for the
-    round-ish outline of a nerve, 1.0 for a painted rectangle (what box-union targets teach)."""
-    vals = []
-    for m in masks:
-        ys, xs = np.nonzero(m)
-        if ys.size:
-            vals.append(ys.size / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
-    return float(np.mean(vals)) if vals else None
 
 
 def training_terms(cfg: TrainConfig) -> list[str]:

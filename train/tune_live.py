@@ -127,22 +127,23 @@ def pick(c: np.ndarray, idx: np.ndarray, false_outline_cost: float) -> int:
     return int(np.argmin(total))
 
 
-def live_scores(outputs: list[VideoOutputs], rules: dict[str, Any], model_hw: tuple[int, int],
-                false_outline_cost: float) -> dict[str, Any]:
-    """`train.live` scores of the screen these rules give on these videos (outlines included)."""
+def live_scores(outputs: list[VideoOutputs], rules: dict[str, Any] | dict[int, dict[str, Any]],
+                model_hw: tuple[int, int], false_outline_cost: float) -> dict[str, Any]:
+    """`train.live` scores of the screen these rules give on these videos (outlines included), pooled, plus
+    ``cost_per_frame``. ``rules``: one rule set, or fold -> rule set (each video played with its fold's)."""
     from train.live import Trace, pool, score_trace
 
+    per_fold = all(isinstance(k, int) for k in rules)
     rows = []
     for o in outputs:
-        shown, masks = replay(o.p, rules, o.masks)
-        thr = rules.get("mask_threshold", 0.5)
+        r = rules[o.fold] if per_fold else rules
+        shown, masks = replay(o.p, r, o.masks)
         trace = Trace(o.video.subject, o.video.fps, o.frame_hw, list(o.p), list(shown),
-                      [None if m is None else m >= thr for m in masks])
+                      [None if m is None else m >= r.get("mask_threshold", 0.5) for m in masks])
         rows.append(score_trace(trace, o.video, model_hw))
     pooled = pool(rows, outputs[0].video.fps)
-    frames = sum(r["frames"] for r in rows)
     pooled["cost_per_frame"] = (false_outline_cost * sum(r["false_outline_frames"] for r in rows)
-                                + sum(r["missed_frames"] for r in rows)) / frames
+                                + sum(r["missed_frames"] for r in rows)) / sum(r["frames"] for r in rows)
     return pooled
 
 
@@ -191,6 +192,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     ok = [r for r in smooth if (r["outline_on_box"] or 0) >= (base["outline_on_box"] or 0) - 0.005]
     best = max(ok, key=lambda r: r["consecutive_dice_median"] or 0)
     final["alpha"] = best["alpha"]
+    chosen_of = {f["fold"]: f["chosen_on_other_folds"] for f in per_fold}
     pooled_before = {k: float(np.mean(v)) if (v := [f["before"][k] for f in per_fold if f["before"][k] is not None])
                      else None for k in ("cost_per_frame", "state_accuracy", "flips_per_min")}
     return {
@@ -200,33 +202,14 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
         "videos": len(outputs),
         "before_rules": before,
         "per_fold": per_fold,
-        "out_of_fold_after_all": _brief(live_scores_oof(outputs, per_fold, model_hw, false_outline_cost, before)),
+        # every video played with the rules chosen without its fold (the spec's for a fold that had none)
+        "out_of_fold_after_all": _brief(live_scores(
+            outputs, {o.fold: chosen_of.get(o.fold, before) for o in outputs}, model_hw, false_outline_cost)),
         "out_of_fold_before_all": _brief(live_scores(outputs, before, model_hw, false_outline_cost)),
         "mean_before_over_folds": pooled_before,
         "smoothing": smooth,
         "chosen": final,
     }
-
-
-def live_scores_oof(outputs, per_fold, model_hw, false_outline_cost, before) -> dict[str, Any]:
-    """Pooled scores where every video is played with the rules chosen without its fold (``before`` for a
-    fold that had none)."""
-    from train.live import Trace, pool, score_trace
-
-    rules_of = {f["fold"]: f["chosen_on_other_folds"] for f in per_fold}
-    rows, fo, miss = [], 0, 0
-    for o in outputs:
-        rules = rules_of.get(o.fold, before)
-        shown, masks = replay(o.p, rules, o.masks)
-        trace = Trace(o.video.subject, o.video.fps, o.frame_hw, list(o.p), list(shown),
-                      [None if m is None else m >= rules["mask_threshold"] for m in masks])
-        r = score_trace(trace, o.video, model_hw)
-        rows.append(r)
-        fo += r["false_outline_frames"]
-        miss += r["missed_frames"]
-    pooled = pool(rows, outputs[0].video.fps)
-    pooled["cost_per_frame"] = (false_outline_cost * fo + miss) / sum(r["frames"] for r in rows)
-    return pooled
 
 
 def write_rules(model: Path, rules: dict[str, Any], note: dict[str, Any]) -> None:

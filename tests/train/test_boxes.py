@@ -148,7 +148,7 @@ def test_box_loss_hand_values_on_a_box_frame():
 
 
 def test_rectangularity_tells_a_painted_box_from_an_outline():
-    from train.train import rectangularity
+    from train.metrics import rectangularity
 
     box = np.zeros((1, 20, 20), bool)
     box[0, 5:15, 3:9] = True
