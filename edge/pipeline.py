@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edge.config import Config
+from edge.control import QUIT, CommandChannel
 from edge.errors import SourceExhausted
 from edge.overlay import Overlay, OverlayStatus
 from edge.preprocess import crop_roi, denoise, normalise, resize, to_gray
@@ -36,7 +37,7 @@ from edge.presence import PresenceTracker, rules_for
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
-from edge.types import Decision, Frame, Result, Roi, StageStats, Stats
+from edge.types import Decision, Frame, PipelineSnapshot, Result, Roi, StageStats, Stats
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,12 @@ class PipelineObserver:
 
     #: set True to get ``FrameEvent.roi_raw`` (costs one copy of the ROI per frame)
     needs_raw: bool = False
+    #: the key under which `health` appears in the health file (None: not reported)
+    name: str | None = None
+
+    def health(self) -> dict | None:
+        """This observer's part of the health file (JSON-able), or None. Called every few seconds."""
+        return None
 
     def on_start(self, pipeline: Pipeline) -> None:
         """Before the first frame, after the capture thread started."""
@@ -262,6 +269,7 @@ class Pipeline:
         observers: Sequence[PipelineObserver] = (),
         flips: tuple[bool, bool] = (False, False),
         annotate: Callable[[Frame], None] | None = None,
+        commands: CommandChannel | None = None,
     ):
         self.cfg = cfg
         self.source = source
@@ -274,6 +282,9 @@ class Pipeline:
         #: seen by the network
         self.annotate = annotate
         self.observers: list[PipelineObserver] = list(observers)
+        #: operator commands (quit, record toggle) from signal handlers and the sink's keys
+        self.commands = commands or CommandChannel()
+        self._quit_seen = self.commands.count(QUIT)
         #: operator-facing lines from observers, shown on the status line (key -> text)
         self.notices: dict[str, str] = {}
         #: "starting" | "live" | "stale" | "not_analysed" | "no_signal" | "stopped"
@@ -514,8 +525,10 @@ class Pipeline:
                     self.process(frame)
                     if max_frames and self.counters.frames + self.counters.not_analysed_frames >= max_frames:
                         break
-                if self.sink.stop_requested:
-                    logger.info("stop requested from the display")
+                for command in self.sink.take_commands():
+                    self.commands.request(command)
+                if self.commands.count(QUIT) != self._quit_seen:
+                    logger.info("quit requested by the operator")
                     break
                 if now >= next_stats:
                     self._log_stats()
@@ -535,6 +548,17 @@ class Pipeline:
             raise self.capture.error
         self._log_stats(final=True)
         return stats
+
+    def snapshot(self) -> PipelineSnapshot:
+        """The loop's counters now (cheap: no percentiles; `stats` has those). Safe from the processing thread."""
+        el = time.monotonic() - self._t_run0 if self._t_run0 else 0.0
+        c = self.counters
+        return PipelineSnapshot(
+            state=self.state, frames=c.frames, nerve_frames=c.nerve_frames, stale_frames=c.stale_frames,
+            not_analysed_frames=c.not_analysed_frames, captured=self.capture.captured, dropped=self.slot.dropped,
+            elapsed_s=el, fps=c.frames / el if el > 0 else 0.0, source=self.source.status(),
+            last_error=self.last_error,
+        )
 
     def stats(self) -> Stats:
         el = max(time.monotonic() - self._t_run0, 1e-9)

@@ -239,6 +239,7 @@ def play(session: Session, stop: threading.Event | None = None) -> int:
     Raises `edge.errors.SinkError` (exit code 5) with the window sink's explanation when
     this OpenCV has no GUI or there is no display.
     """
+    from edge.control import QUIT
     from edge.sinks.window import WindowSink
 
     stop = stop or threading.Event()
@@ -247,7 +248,7 @@ def play(session: Session, stop: threading.Event | None = None) -> int:
         t_prev: int | None = None
         due = time.monotonic()
         for rec, img in _Renderer(session).frames():
-            if stop.is_set() or win.stop_requested:
+            if stop.is_set() or QUIT in win.take_commands():
                 break
             t = int(rec["t_capture_ns"])
             if t_prev is not None:

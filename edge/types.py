@@ -76,6 +76,44 @@ class StageStats:
 
 
 @dataclass(frozen=True)
+class SourceStatus:
+    """What a live source says about its device (see `FrameSource.status`); every field may be unknown (None).
+
+    connected: the device is open and delivering. reconnects: outages recovered from.
+    open_failures: failed attempts to open the device. failed_reads: reads that returned no frame.
+    """
+
+    connected: bool | None = None
+    reconnects: int | None = None
+    open_failures: int | None = None
+    failed_reads: int | None = None
+
+
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """The loop's counters at one moment: what observers (health file, watchdog, bench) may read.
+
+    frames: processed and shown with an analysis; not_analysed_frames: shown without one (ROI does not fit);
+    stale_frames: shown marked STALE; nerve_frames: decision "nerve"; captured / dropped: frames the capture
+    thread obtained / overwrote in the hand-off slot; elapsed_s: since the loop started; fps: processed frames
+    per second since then; state: "starting" | "live" | "stale" | "not_analysed" | "no_signal" | "stopped";
+    source: the source's own status (None when it has nothing to say).
+    """
+
+    state: str
+    frames: int
+    nerve_frames: int
+    stale_frames: int
+    not_analysed_frames: int
+    captured: int
+    dropped: int
+    elapsed_s: float
+    fps: float
+    source: SourceStatus | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
 class Stats:
     """Snapshot of the loop's counters, for the stats log line and the summary."""
 

@@ -13,13 +13,14 @@ class Sink(Protocol):
 
     show(image): ``image`` is HxWx3 uint8 BGR at full video-out size. The sink does
         not keep a reference after returning (the caller may reuse the buffer).
-    stop_requested: True once the operator asked to quit through this sink
-        (window: 'q' or Esc); the loop checks it after each frame.
+    take_commands(): operator commands typed into this sink since the last call (names from
+        `edge.control`, e.g. the window's 'q' -> "quit", 'r' -> "record_toggle"); the loop forwards them
+        to its `edge.control.CommandChannel` after each frame. Sinks without input return ().
     """
 
-    stop_requested: bool
-
     def show(self, image: np.ndarray) -> None: ...
+
+    def take_commands(self) -> tuple[str, ...]: ...
 
     def close(self) -> None: ...
 
@@ -27,7 +28,8 @@ class Sink(Protocol):
 
 
 class SinkBase:
-    stop_requested: bool = False
+    def take_commands(self) -> tuple[str, ...]:
+        return ()
 
     def close(self) -> None:
         pass

@@ -11,7 +11,6 @@ class NullSink(SinkBase):
     """Counts frames and keeps nothing."""
 
     def __init__(self) -> None:
-        self.stop_requested = False
         self.frames = 0
 
     def show(self, image: np.ndarray) -> None:

@@ -14,13 +14,14 @@ import sys
 import cv2
 import numpy as np
 
+from edge.control import QUIT, RECORD_TOGGLE
 from edge.errors import SinkError
 from edge.sinks.base import SinkBase
 
 logger = logging.getLogger(__name__)
 
 _QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27 = Esc
-_RECORD_KEYS = (ord("r"), ord("R"))  # toggles manual recording (edge.record polls record_toggle_requests)
+_RECORD_KEYS = (ord("r"), ord("R"))  # toggles manual recording (through the loop's command channel)
 
 _NO_GUI_HINT = (
     "install 'opencv-python' instead of 'opencv-python-headless' "
@@ -46,8 +47,8 @@ def _has_display() -> bool:
 
 
 class WindowSink(SinkBase):
-    """Shows frames in a (full-screen) OpenCV window; 'q' or Esc, or closing the window, sets ``stop_requested``;
-    'r' counts up ``record_toggle_requests`` (manual recording on/off).
+    """Shows frames in a (full-screen) OpenCV window; 'q' or Esc, or closing the window, gives the command
+    "quit"; 'r' gives "record_toggle" (manual recording on/off). `take_commands` hands them to the loop.
 
     Each ``show`` pumps the GUI event loop with ``cv2.waitKey(1)`` (~1 ms at least).
     """
@@ -55,9 +56,7 @@ class WindowSink(SinkBase):
     def __init__(self, fullscreen: bool = True, title: str = "nerveseg"):
         self.title = title
         self.fullscreen = fullscreen
-        self.stop_requested = False
-        #: times the operator pressed 'r' (the recorder compares it with the count it has seen)
-        self.record_toggle_requests = 0
+        self._commands: list[str] = []  # typed since the last take_commands (a few per second at most)
         self._open = False
         backend = gui_backend()
         if backend.upper().startswith("NONE"):
@@ -86,19 +85,25 @@ class WindowSink(SinkBase):
         self._handle_key(cv2.waitKey(1))
         # The operator closed the window with the title-bar button: treat it as quit.
         try:
-            if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-                self.stop_requested = True
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
         except cv2.error:
-            self.stop_requested = True
+            visible = False
+        if not visible and QUIT not in self._commands:
+            self._commands.append(QUIT)
 
     def _handle_key(self, key: int) -> None:
         """React to one ``cv2.waitKey`` result (-1 = no key)."""
         if key == -1:
             return
         if (key & 0xFF) in _QUIT_KEYS:
-            self.stop_requested = True
+            self._commands.append(QUIT)
         elif (key & 0xFF) in _RECORD_KEYS:
-            self.record_toggle_requests += 1
+            self._commands.append(RECORD_TOGGLE)
+
+    def take_commands(self) -> tuple[str, ...]:
+        """Commands typed since the last call ("quit", "record_toggle"), oldest first."""
+        out, self._commands = tuple(self._commands), []
+        return out
 
     def close(self) -> None:
         if self._open:

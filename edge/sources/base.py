@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Protocol, runtime_checkable
 
-from edge.types import Frame
+from edge.types import Frame, Roi, SourceStatus
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,19 @@ class FrameSource(Protocol):
         seconds (a live device that is reconnecting also returns None).
         Raises `edge.errors.SourceExhausted` once a finite source has ended.
     nominal_fps: the rate the source delivers at, if known (None otherwise).
+    image_roi: where the ultrasound image lies in each frame when the source knows it (the phantom's
+        synthetic machine screen), else None. Used when neither the config nor a site profile sets an ROI.
     describe(): one line for logs and recordings, e.g. "file:clip.mp4 234x234 @19fps".
+    status(): the device's state and counters for the health file and the watchdog (`SourceStatus`),
+        or None for sources with nothing to say (files, folders, the phantom).
     """
 
     nominal_fps: float | None
+    image_roi: Roi | None
 
     def read(self, timeout: float = 0.5) -> Frame | None: ...
+
+    def status(self) -> SourceStatus | None: ...
 
     def close(self) -> None: ...
 
@@ -47,6 +54,7 @@ class SourceBase:
     """Shared plumbing: context manager, frame numbering, pacing helper."""
 
     nominal_fps: float | None = None
+    image_roi: Roi | None = None
 
     def __init__(self) -> None:
         self._seq = 0
@@ -74,6 +82,10 @@ class SourceBase:
         # If we fell far behind (consumer paused us), restart the clock instead of bursting.
         self._next_due_ns = max(self._next_due_ns + period, time.monotonic_ns() - period)
         return True
+
+    def status(self) -> SourceStatus | None:
+        """Nothing to say: files, folders and the phantom have no device."""
+        return None
 
     def close(self) -> None:  # pragma: no cover - overridden where there is something to release
         pass
@@ -197,3 +209,10 @@ class ReconnectingSource(SourceBase):
     def open_failures(self) -> int:
         """Failed attempts to open the device."""
         return self._retry.open_failures
+
+    #: reads that returned no frame; subclasses count them
+    failed_reads: int = 0
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(connected=self.connected, reconnects=self.reconnects,
+                            open_failures=self.open_failures, failed_reads=self.failed_reads)

@@ -18,14 +18,13 @@ from edge.models import default_model_path
 from edge.pipeline import STAGES, LatestSlot, Pipeline
 from edge.runner import ModelRunner
 from edge.sinks import open_sink
+from edge.sinks.base import SinkBase
 from edge.sources import open_source
 from edge.types import Frame
 
 
-class RecordingSink:
+class RecordingSink(SinkBase):
     """A display that keeps copies of what it was shown and can be slow (like a real one at 1080p)."""
-
-    stop_requested = False
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = delay_s

@@ -335,7 +335,7 @@ def test_null_sink_counts():
     sink = NullSink()
     for _ in range(3):
         sink.show(test_frame(48, 64))
-    assert sink.frames == 3 and not sink.stop_requested and sink.describe() == "null"
+    assert sink.frames == 3 and sink.take_commands() == () and sink.describe() == "null"
 
 
 def test_open_sink_kinds(tmp_path, monkeypatch):
