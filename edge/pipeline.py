@@ -24,16 +24,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 
 import numpy as np
 
+from edge.analyze import Analyzer
 from edge.config import Config
 from edge.control import QUIT, CommandChannel
 from edge.errors import SourceExhausted
 from edge.overlay import Overlay, OverlayStatus
-from edge.preprocess import crop_roi, denoise, normalise, resize, to_gray
-from edge.presence import PresenceTracker, rules_for
+from edge.plan import RunPlan, resolve_run
+from edge.preprocess import crop_roi
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
@@ -258,7 +260,7 @@ class Pipeline:
 
     def __init__(
         self,
-        cfg: Config,
+        plan: RunPlan | Config,
         source: FrameSource,
         runner: ModelRunner,
         sink: Sink,
@@ -267,11 +269,19 @@ class Pipeline:
         roi: Roi | None = None,
         on_frame: Callable[[Frame, Result, Decision], None] | None = None,
         observers: Sequence[PipelineObserver] = (),
-        flips: tuple[bool, bool] = (False, False),
+        flips: tuple[bool, bool] | None = None,
         annotate: Callable[[Frame], None] | None = None,
         commands: CommandChannel | None = None,
     ):
-        self.cfg = cfg
+        if isinstance(plan, Config):  # transitional: a bare config is resolved against the given runner
+            plan = resolve_run(plan, runner=runner)
+        if roi is not None or flips is not None:  # transitional overrides of the plan's ROI and flips
+            plan = dc_replace(plan, roi=roi if roi is not None else plan.roi,
+                              flips=plan.flips if flips is None else (bool(flips[0]), bool(flips[1])))
+        if runner.spec != plan.spec:
+            raise ValueError(f"runner {runner.model_path} is not the plan's model {plan.model_path}")
+        self.plan = plan
+        cfg = self.cfg = plan.config
         self.source = source
         self.runner = runner
         self.sink = sink
@@ -291,62 +301,26 @@ class Pipeline:
         self.state = "starting"
         self.last_error: str | None = None
         self._observer_errors: dict[tuple[int, str], float] = {}
-        if roi is None and cfg.roi is not None:
-            roi = cfg.roi.to_roi()
-        if roi is None:
-            # Sources that know where their image sits (the phantom's synthetic UI) say so.
-            roi = getattr(source, "image_roi", None)
-        self.roi = roi
-        # (horizontal, vertical) mirroring of the network input (site profile): the mask is mirrored back
-        # right after inference, so smoothing, overlay and screen stay in the machine's orientation.
-        self.flips = (bool(flips[0]), bool(flips[1]))
-        self._flip = (slice(None, None, -1 if flips[1] else 1), slice(None, None, -1 if flips[0] else 1))
-        spec = runner.spec
-        rules = rules_for(cfg.presence, spec.thresholds)
-        if rules["exit"] > rules["enter"]:
-            raise ValueError(
-                f"presence exit {rules['exit']} > enter {rules['enter']} after combining config and model spec"
-            )
-        self.tracker = PresenceTracker(
-            enter=rules["enter"],
-            exit=rules["exit"],
-            min_frames_on=rules["min_frames_on"],
-            min_frames_off=rules["min_frames_off"],
-            alpha=rules["alpha"],
-        )
-        mask_thr = rules["mask_threshold"]
-        self.overlay = Overlay(cfg.overlay, roi, mask_thr)
+        #: where the ultrasound image lies in the frames (None: the whole frame)
+        self.roi = plan.roi_for(source)
+        #: (horizontal, vertical) mirroring of the network input (site profile)
+        self.flips = plan.flips
+        self.analyzer = Analyzer(runner, plan.rules, self.roi, plan.flips)
+        self.overlay = Overlay(cfg.overlay, self.roi, plan.rules.mask_threshold)
         self.timer = StageTimer()
         self.counters = _Counters()
         self.slot = LatestSlot(lossless=not drop_frames, stop=self.stop)
         self.capture = CaptureThread(source, self.slot, self.stop, self.timer)
-        self._input = np.zeros((spec.preprocess.height, spec.preprocess.width), np.float32)
-        self._flipped = np.zeros_like(self._input)
         self._t_run0 = 0.0
         self._last_shape: tuple[int, int] | None = None
         self._roi_warned_shape: tuple[int, int] | None = None
 
-    # -- per-frame work -------------------------------------------------------------------------
+    @property
+    def tracker(self):
+        """The presence tracker of this stream (`edge.presence.PresenceTracker`)."""
+        return self.analyzer.tracker
 
-    def _preprocess(self, image: np.ndarray) -> np.ndarray:
-        """Same steps and order as `edge.preprocess.preprocess`, with a timer lap per stage."""
-        sp = self.runner.spec.preprocess
-        lap = self.timer.lap
-        g = to_gray(crop_roi(image, self.roi))
-        lap("roi_gray")
-        if sp.filter_at == "roi":
-            g = denoise(g, sp.filter, sp.filter_size, sp.filter_sigma)
-            lap("denoise")
-        g = resize(g, sp.height, sp.width)
-        lap("resize")
-        if sp.filter_at == "input":
-            g = denoise(g, sp.filter, sp.filter_size, sp.filter_sigma)
-            lap("denoise")
-        x = normalise(g, sp.mean, sp.std, self._input)
-        if any(self.flips):
-            np.copyto(self._flipped, x[self._flip])
-            return self._flipped
-        return x
+    # -- per-frame work -------------------------------------------------------------------------
 
     def _roi_fits(self, image: np.ndarray) -> bool:
         h, w = image.shape[:2]
@@ -370,7 +344,7 @@ class Pipeline:
         self._last_shape = frame.image.shape[:2]
         status_fps = self._current_fps()
         if not self._roi_fits(frame.image):
-            self.tracker.reset()
+            self.analyzer.reset()
             h, w = frame.image.shape[:2]
             status = OverlayStatus(
                 state="not_analysed", fps=status_fps, latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6,
@@ -393,14 +367,8 @@ class Pipeline:
         raw = None
         if self._needs_raw:
             raw = crop_roi(frame.image, self.roi).copy()
-        x = self._preprocess(frame.image)
-        timer.lap("normalise")
-        result = self.runner.infer(x)
-        if any(self.flips):
-            result = replace(result, mask=np.ascontiguousarray(result.mask[self._flip]))
-        timer.lap("infer")
-        decision = self.tracker.update(result)
-        timer.lap("smooth")
+        analysis = self.analyzer.analyse(frame.image, timer.lap)
+        x, result, decision = analysis.model_input, analysis.result, analysis.decision
         age_ms = (time.monotonic_ns() - frame.t_capture_ns) / 1e6
         stale = age_ms > self.cfg.overlay.stale_after_ms
         status = OverlayStatus(
@@ -467,10 +435,10 @@ class Pipeline:
     def _show_no_signal(self) -> None:
         h, w = self._last_shape or (420, 580)
         # Sources that reconnect (v4l2, picamera2) say whether the device itself is gone.
-        connected = getattr(self.source, "connected", True)
-        message = None if connected else "capture device not connected: retrying"
+        status = self.source.status()
+        message = "capture device not connected: retrying" if status and status.connected is False else None
         self.sink.show(self.overlay.no_signal(h, w, message))
-        self.tracker.reset()
+        self.analyzer.reset()
         self.state = "no_signal"
 
     # -- the loop -------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ augment in between; every step is also a function of its own:
     crop_roi -> to_gray -> [denoise if filter_at == "roi"] -> resize
              -> [denoise if filter_at == "input"] -> normalise
 
+Each stage function takes an optional ``lap(stage)`` callback, called after each step with the
+step's name ("roi_gray", "denoise", "resize", "normalise"): the live loop times its stages with it,
+so the timed path and the trained-on path are the same code.
+
 Images are uint8 until `normalise`; the result is float32 ``(H, W)`` at the
 model's input size. Resizing uses INTER_AREA only when shrinking by more than
 2x (where aliasing of speckle matters), INTER_LINEAR otherwise: AREA costs
@@ -14,6 +18,8 @@ milliseconds on large frames, LINEAR microseconds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -108,32 +114,51 @@ def normalise(gray: np.ndarray, mean: float = 0.0, std: float = 1.0, out: np.nda
     return out
 
 
-def to_model_size(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec) -> np.ndarray:
+Lap = Callable[[str], None]
+
+
+def _no_lap(_stage: str) -> None:
+    pass
+
+
+def to_model_size(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec, lap: Lap | None = None) -> np.ndarray:
     """Stage 1 of `preprocess`: crop, gray, [ROI-level filter], resize -> uint8 ``(height, width)``.
 
     Training caches this output and augments it before stage 2 (`finish`), so the
     augmentation sees what the bedside sees at that point.
     """
+    lap = lap or _no_lap
     g = to_gray(crop_roi(image, roi))
+    lap("roi_gray")
     if spec.filter_at == "roi":
         g = denoise(g, spec.filter, spec.filter_size, spec.filter_sigma)
-    return resize(g, spec.height, spec.width)
+        lap("denoise")
+    g = resize(g, spec.height, spec.width)
+    lap("resize")
+    return g
 
 
-def finish(gray_small: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
+def finish(gray_small: np.ndarray, spec: PreprocessSpec, out: np.ndarray | None = None,
+           lap: Lap | None = None) -> np.ndarray:
     """Stage 2 of `preprocess`: [input-level filter], normalise -> float32 ``(height, width)``."""
+    lap = lap or _no_lap
     if spec.filter_at == "input":
         gray_small = denoise(gray_small, spec.filter, spec.filter_size, spec.filter_sigma)
-    return normalise(gray_small, spec.mean, spec.std, out)
+        lap("denoise")
+    x = normalise(gray_small, spec.mean, spec.std, out)
+    lap("normalise")
+    return x
 
 
-def preprocess(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec, out: np.ndarray | None = None) -> np.ndarray:
+def preprocess(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec, out: np.ndarray | None = None,
+               lap: Lap | None = None) -> np.ndarray:
     """Full video-out frame -> float32 ``(spec.height, spec.width)`` network input.
 
     ``out`` (optional, float32 of that shape) is reused to avoid an allocation
     per frame in the live loop; the returned array is ``out`` when given.
+    ``lap``: called after each step with its stage name (see the module doc).
     """
-    return finish(to_model_size(image, roi, spec), spec, out)
+    return finish(to_model_size(image, roi, spec, lap), spec, out, lap)
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:

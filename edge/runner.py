@@ -91,12 +91,15 @@ class ModelRunner:
     model_path: the .tflite file; its spec is the sidecar ``.yaml`` beside it.
     threads: interpreter (XNNPACK) threads, >= 1.
     interpreter: one of `INTERPRETERS`.
+    spec: the spec already loaded for this file (`edge.plan.resolve_run` loads it once); None loads
+        the sidecar. Either way its recorded hash must match the file.
 
     Raises `ModelError` naming the file and the fault (missing model or spec,
     not a TFLite flatbuffer, spec/model mismatch, hash mismatch, interpreter missing).
     """
 
-    def __init__(self, model_path: str | Path, threads: int = 2, interpreter: str = "auto"):
+    def __init__(self, model_path: str | Path, threads: int = 2, interpreter: str = "auto",
+                 spec: ModelSpec | None = None):
         self._path = Path(model_path)
         self._threads = threads
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -104,8 +107,13 @@ class ModelRunner:
         if not self._path.is_file():
             raise ModelError(f"model file {self._path} not found")
         cls, self._backend = load_interpreter_class(interpreter)
-        self._spec: ModelSpec = load_spec(self._path)  # raises ModelError: missing/invalid spec, hash mismatch
         self._sha256 = sha256_file(self._path)
+        if spec is None:
+            spec = load_spec(self._path)  # raises ModelError: missing/invalid spec, hash mismatch
+        elif spec.tflite_sha256 is not None and spec.tflite_sha256 != self._sha256:
+            raise ModelError(f"model file {self._path} changed after its spec was loaded (sha256 differs): "
+                             "start again")
+        self._spec: ModelSpec = spec
         if self._spec.tflite_sha256 is None:
             logger.warning(
                 "model spec of %s records no tflite_sha256: cannot tell whether it belongs to this file", self._path

@@ -19,6 +19,7 @@ from edge.pipeline import STAGES, LatestSlot, Pipeline
 from edge.runner import ModelRunner
 from edge.sinks import open_sink
 from edge.sinks.base import SinkBase
+from edge.sources.base import SourceBase
 from edge.sources import open_source
 from edge.types import Frame
 
@@ -180,10 +181,9 @@ def test_no_signal_screen_when_the_capture_card_is_gone(runner):
     assert pipe.counters.frames == 0
 
 
-class _FailingSource:
-    nominal_fps = None
-
+class _FailingSource(SourceBase):
     def __init__(self, good: int):
+        super().__init__()
         self.good = good
         self.n = 0
 
@@ -269,9 +269,7 @@ def test_sink_from_config_receives_frames(tmp_path, lung_clips, runner):
 
 
 def test_source_exhausted_is_not_an_error():
-    class Empty:
-        nominal_fps = None
-
+    class Empty(SourceBase):
         def read(self, timeout=0.5):
             raise SourceExhausted
 
@@ -287,25 +285,33 @@ def test_source_exhausted_is_not_an_error():
 
 
 @pytest.mark.parametrize("filter_at", ["input", "roi"])
-def test_timed_preprocess_equals_the_shared_preprocess(runner, kaggle_fullres, filter_at):
-    # The loop repeats preprocess() step by step to time each stage; it must give the same tensor,
-    # or the bedside would feed the network something training never saw.
+def test_the_loop_feeds_the_network_what_training_preprocessing_makes(tmp_path, kaggle_fullres, filter_at):
+    # The bedside promise: the live loop's model input is edge.preprocess.preprocess's output, bit for bit,
+    # wherever the spec puts the speckle filter, and every stage is timed on the way.
+    import shutil
+
     import cv2
 
     from edge.preprocess import preprocess
+    from edge.spec import load_spec, save_spec
 
-    spec = runner.spec.preprocess.model_copy(update={"filter_at": filter_at})
+    model = tmp_path / "m.tflite"
+    shutil.copy(default_model_path(), model)
+    spec = load_spec(default_model_path())
+    save_spec(spec.model_copy(update={"preprocess": spec.preprocess.model_copy(update={"filter_at": filter_at})}),
+              model)
+    runner = ModelRunner(model, threads=1)
     img = cv2.imread(str(kaggle_fullres / "1_1.png"), cv2.IMREAD_COLOR)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000.png"), img)
     cfg = with_overrides(Config(), roi={"x": 30, "y": 20, "w": 500, "h": 380})
-    pipe = Pipeline(cfg, open_source(SourceConfig(spec="phantom")), runner, RecordingSink())
-    runner_spec = runner._spec
-    try:
-        runner._spec = runner_spec.model_copy(update={"preprocess": spec})
-        pipe.timer.start()
-        got = pipe._preprocess(img).copy()
-    finally:
-        runner._spec = runner_spec
-    np.testing.assert_array_equal(got, preprocess(img, pipe.roi, spec))
+    seen = _Watcher()
+    with open_source(SourceConfig(spec=f"images:{folder}")) as src:
+        Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False, observers=[seen]).run()
+    (event,) = seen.events
+    np.testing.assert_array_equal(event.model_input, preprocess(img, cfg.roi.to_roi(), runner.spec.preprocess))
+    assert {"roi_gray", "denoise", "resize", "normalise", "infer", "smooth"} <= set(event.stages_ms)
 
 
 class _Watcher:
@@ -391,9 +397,7 @@ def test_observer_notice_is_drawn_on_screen(lung_clips, runner):
 
 
 def test_observers_get_idle_calls_while_no_frame_arrives(runner):
-    class Silent:
-        nominal_fps = None
-
+    class Silent(SourceBase):
         def read(self, timeout=0.5):
             time.sleep(timeout)
             return None
