@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.plugin import common_options
 from edge.types import Roi
 
 logger = logging.getLogger(__name__)
@@ -37,16 +38,16 @@ def parse_roi(text: str) -> Roi:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.calibrate import MAX_KEPT, calibrate
-    from edge.cli import _setup_logging, _source_override
     from edge.config import Config, load_config, with_overrides
+    from edge.plugin import setup_logging, source_override
 
     cfg = load_config(args.config) if args.config else Config()
-    cfg = with_overrides(cfg, source=_source_override(args.source))
+    cfg = with_overrides(cfg, source=source_override(args.source))
     if args.frames < 4:
         raise ConfigError("<command line>", [f"--frames: got {args.frames}: at least 4 (60 or more is better)"])
     if args.mm_per_pixel is not None and not 0 < args.mm_per_pixel <= 10:
         raise ConfigError("<command line>", [f"--mm-per-pixel: got {args.mm_per_pixel}: must be > 0 and <= 10"])
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     res = calibrate(
         cfg.source,
         Path(args.out),
@@ -81,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "calibrate",
+        parents=[common_options()],
         help="once per site: find the ultrasound image in the machine's video out, write a site profile",
         description="Grab frames from the source, find the ultrasound image (the region that changes while "
         "scanning) and the burned-in text/UI to blank in recordings, and write a site profile (YAML), a folder "
@@ -101,5 +103,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mirror the network's input left-right (this machine shows the image mirrored)")
     p.add_argument("--flip-vertical", action="store_true", help="mirror the network's input top-bottom")
     p.add_argument("--force", action="store_true", help="replace an existing profile and its frames")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
     p.set_defaults(func=cmd_calibrate)

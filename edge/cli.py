@@ -1,18 +1,13 @@
 """The `nerveseg` command: one entry point, subcommands.
 
-Library code raises; this module decides messages and exit codes:
+Library code raises; this module prints the message and returns the exit code that the error
+class carries (`edge.errors`: 0 ok, 1 bug, 2 config/usage/missing dependency, 3 model, 4 source,
+5 sink, 6 review disagreement, 7 unreadable session, 8 status: not running). A library
+`ValueError` that escapes is a bug (1, with the traceback logged): errors a user can cause are
+raised as `edge.errors.NervesegError`s.
 
-    0  finished (frame limit reached, source ended, or stopped by SIGTERM/SIGINT)
-    1  unexpected internal error (a bug: the traceback is logged)
-    2  bad command line or config (the message names the key), or a workstation
-       command (train, convert, eval of a .keras) run without TensorFlow installed;
-       calibrate: frames it cannot calibrate on (blank, identical, no image region,
-       ROI outside the frame)
-    3  model file or model spec missing, corrupt or inconsistent
-    4  source cannot be opened (bad path, missing package); an unplugged
-       capture card is not an error: it is retried forever
-    5  sink cannot be opened or written (no framebuffer access, no display)
-    6  review --fail-on-disagree: the other model disagreed on some frame
+Every command that runs the model starts from one `edge.plan.RunPlan` (`resolve_run`), so
+`check-config` refuses exactly what `run` would refuse.
 
 Subcommands that need TensorFlow (train, eval, convert) import it lazily so
 that `nerveseg run` works on a device without it.
@@ -30,26 +25,37 @@ from typing import Any
 
 from edge import __version__
 from edge.config import Config, load_config, with_overrides
-from edge.errors import ConfigError, ModelError, NervesegError, SinkError, SourceError
+from edge.control import RECORD_TOGGLE, CommandChannel
+from edge.errors import (
+    EXIT_CONFIG,
+    EXIT_DISAGREE,
+    EXIT_ERROR,
+    EXIT_MODEL,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_SESSION,
+    EXIT_SINK,
+    EXIT_SOURCE,
+    MissingDependencyError,
+    NervesegError,
+    NotRunningError,
+    UsageError,
+)
+from edge.plugin import common_options, setup_logging, source_override
 from edge.types import Stats
+
+__all__ = [
+    "EXIT_CONFIG", "EXIT_DISAGREE", "EXIT_ERROR", "EXIT_MODEL", "EXIT_NOT_RUNNING", "EXIT_OK", "EXIT_SESSION",
+    "EXIT_SINK", "EXIT_SOURCE", "build_parser", "format_summary", "main",
+]
 
 logger = logging.getLogger("nerveseg")
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, EXIT_SINK = 0, 1, 2, 3, 4, 5
-EXIT_DISAGREE = 6
 # Where the appliance keeps its health file: edge.health.DEFAULT_STATUS_FILE, spelled out here because
 # importing edge.health loads OpenCV, and every command (even --version) builds the parser.
 STATUS_FILE = "/run/nerveseg/status.json"
-_EXIT_FOR = ((ConfigError, EXIT_CONFIG), (ModelError, EXIT_MODEL), (SourceError, EXIT_SOURCE), (SinkError, EXIT_SINK))
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+# signals that stop the loop cleanly (SIGHUP: the controlling terminal went away; no reload exists)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -62,96 +68,45 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
-    from edge.notify import notify_stopping
+def _install_signal_handlers(stop: threading.Event, commands: CommandChannel | None = None) -> None:
+    """SIGTERM/SIGINT/SIGHUP set ``stop``; SIGUSR1 asks for a recording toggle through ``commands``.
 
-    def handler(signum: int, _frame: Any) -> None:
+    Installed first thing in a command, before anything slow (model, device), so no signal that
+    the box can meet kills the process with its default action. SIGUSR1 is taken whatever the
+    recording mode; the recorder says in the log when a toggle does not apply.
+    """
+
+    def on_stop(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         logger.info("received %s: stopping", name)
         stop.set()
+        from edge.notify import notify_stopping  # imported here: it is cheap, and only needed on a stop
+
         # Under systemd: say STOPPING=1 now, not after the capture thread has been joined.
         notify_stopping(f"stopping ({name})")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    def on_usr1(_signum: int, _frame: Any) -> None:
+        if commands is not None:
+            commands.request(RECORD_TOGGLE)  # only bumps a counter: safe in a handler
 
-
-def _install_record_toggle(observers: Any) -> None:
-    """SIGUSR1 toggles manual recording (``kill -USR1 PID``, ``systemctl kill -s USR1 nerveseg``).
-
-    Installed whatever the mode, so a stray SIGUSR1 never kills the appliance (its
-    default action); the recorder says in the log when a toggle does not apply.
-    """
-    targets = [o for o in observers if hasattr(o, "request_toggle")]
-
-    def handler(_signum: int, _frame: Any) -> None:
-        for t in targets:
-            t.request_toggle()  # only bumps a counter: safe here
-        if not targets:
-            logger.info("received SIGUSR1: recording is off (record.mode), ignored")
-
-    signal.signal(signal.SIGUSR1, handler)
-
-
-def _open_runner(cfg: Config):
-    from edge.models import default_model_path
-    from edge.runner import ModelRunner
-
-    path = Path(cfg.model.path) if cfg.model.path else default_model_path()
-    runner = ModelRunner(path, threads=cfg.model.threads, interpreter=cfg.model.interpreter)
-    if runner.spec.untrained:
-        logger.warning("model %s is UNTRAINED (random weights): its outlines mean nothing", runner.spec.name)
-    return runner
-
-
-def run_pipeline(cfg: Config, stop: threading.Event, drop_frames: bool = True, observers: Any = None,
-                 annotate: Any = None) -> Stats:
-    """Open model, source and sink from ``cfg`` and run the loop until it ends. Raises on failure.
-
-    ``observers``: `PipelineObserver`s to attach; None = those the config asks for
-    (`edge.observers.observers_from_config`).
-    """
-    from edge.observers import observers_from_config
-    from edge.pipeline import Pipeline
-    from edge.sinks import open_sink
-    from edge.sources import open_source
-
-    profile = None
-    if cfg.profile:
-        from edge.profile import load_profile
-
-        profile = load_profile(cfg.profile)  # the site profile supplies the ROI (and flips)
-    runner = _open_runner(cfg)
-    if observers is None:
-        observers = observers_from_config(cfg)
-    with open_source(cfg.source) as source, open_sink(cfg.sink, fps_hint=source.nominal_fps) as sink:
-        pipe = Pipeline(
-            cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers,
-            roi=profile.image_roi if profile else None, flips=profile.flips if profile else (False, False),
-            annotate=annotate,
-        )
-        return pipe.run()
-
-
-def _source_override(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    from edge.sources import source_spec_from_arg
-
-    return {"spec": source_spec_from_arg(text)}
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, on_stop)
+    signal.signal(signal.SIGUSR1, on_usr1)
 
 
 # -- subcommands ---------------------------------------------------------------------------------
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.file)
-    if cfg.profile:
-        from edge.profile import load_profile
+    """Everything `run` would refuse before the first frame: the config, its site profile, the model and
+    its spec, and how they combine (`edge.plan.resolve_run`)."""
+    from edge.plan import resolve_run
 
-        load_profile(cfg.profile)  # a broken site profile is a broken config
-    extra = f" (site profile {cfg.profile} valid)" if cfg.profile else ""
-    print(f"OK: {args.file} is a valid nerveseg config{extra}")
+    cfg = load_config(args.file)
+    plan = resolve_run(cfg, where=str(args.file))
+    runner = plan.open_runner()  # a corrupt .tflite, a missing interpreter: refused here, not at the bedside
+    extra = f"; site profile {plan.profile_path} valid" if plan.profile_path else ""
+    print(f"OK: {args.file} is a valid nerveseg config (model {runner.spec.name} at {plan.model_path}{extra})")
     if args.show:
         import yaml
 
@@ -160,15 +115,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the health file of a running loop. 0: running and fresh; 1: missing, unreadable, stale or stopped."""
+    """Print the health file of a running loop. 0: running and fresh; 8: missing, unreadable, stale or stopped."""
     from edge.health import format_status, read_status, status_age_s
 
     try:
         status = read_status(args.file)
     except (OSError, ValueError) as e:
-        print(f"nerveseg status: cannot read {args.file}: {e} (is the service running with health.status_file "
-              "set? systemctl status nerveseg)", file=sys.stderr)
-        return EXIT_ERROR
+        raise NotRunningError(f"cannot read {args.file}: {e} (is the service running with health.status_file "
+                              "set? systemctl status nerveseg)") from None
     if args.json:
         import json
 
@@ -177,32 +131,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(format_status(status))
     age = status_age_s(status)
     if status.get("state") == "stopped":
-        print("nerveseg status: the loop has stopped", file=sys.stderr)
-        return EXIT_ERROR
+        raise NotRunningError("the loop has stopped")
     if age is None or age > args.max_age:
-        print(f"nerveseg status: not updated for {'?' if age is None else f'{age:.0f}'} s "
-              f"(more than {args.max_age:g} s): the loop is hung or gone", file=sys.stderr)
-        return EXIT_ERROR
+        raise NotRunningError(f"not updated for {'?' if age is None else f'{age:.0f}'} s "
+                              f"(more than {args.max_age:g} s): the loop is hung or gone")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    stop, commands = threading.Event(), CommandChannel()
+    _install_signal_handlers(stop, commands)  # first: a signal during start-up must not kill the box
+    from edge.app import run_plan
+    from edge.plan import resolve_run
+
     cfg = load_config(args.config) if args.config else Config()
     cfg = with_overrides(
         cfg,
-        source=_source_override(args.source),
+        source=source_override(args.source),
         model={"path": args.model} if args.model else {},
         loop={"max_frames": args.frames} if args.frames else {},
         sink={"spec": args.sink} if args.sink else {},
     )
-    _setup_logging(args.log_level or cfg.logging.level)
-    stop = threading.Event()
-    _install_signal_handlers(stop)
-    from edge.observers import observers_from_config
-
-    observers = observers_from_config(cfg)
-    _install_record_toggle(observers)
-    stats = run_pipeline(cfg, stop, observers=observers)
+    setup_logging(args.log_level or cfg.logging.level)
+    plan = resolve_run(cfg, where=args.config or "<command line>")
+    stats = run_plan(plan, stop, commands=commands)
     logger.info("stopped after %d frames (%.1f fps, %d dropped)", stats.frames, stats.fps, stats.dropped)
     return EXIT_OK
 
@@ -226,6 +178,10 @@ def format_summary(stats: Stats, title: str) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    from edge.app import run_plan
+    from edge.plan import resolve_run
     from edge.sources import source_spec_from_arg
 
     spec = source_spec_from_arg(args.source or "phantom")
@@ -236,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source["width"], source["height"] = args.size
     out = Path(args.out)
     if not out.parent.exists():
-        raise ConfigError("<command line>", [f"--out: folder {out.parent} does not exist"])
+        raise UsageError(f"--out: folder {out.parent} does not exist")
     cfg = with_overrides(
         Config(),
         source=source,
@@ -251,16 +207,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from edge.truth import draw_truth, load_truth
 
         if args.realtime:
-            raise ConfigError("<command line>", ["--truth needs every frame in order: leave out --realtime"])
+            raise UsageError("--truth needs every frame in order: leave out --realtime")
         truth = load_truth(args.truth)
 
         def annotate(frame) -> None:  # the source's frame number is the annotation's
             draw_truth(frame.image, truth.get(frame.seq, []))
 
-    _setup_logging(args.log_level or "WARNING")
-    stop = threading.Event()
-    _install_signal_handlers(stop)
-    stats = run_pipeline(cfg, stop, drop_frames=args.realtime, annotate=annotate)
+    setup_logging(args.log_level or "WARNING")
+    stats = run_plan(resolve_run(cfg, where="<command line>"), stop, drop_frames=args.realtime, annotate=annotate)
     print(format_summary(stats, f"nerveseg demo: {spec} -> {out}"))
     return EXIT_OK
 
@@ -273,7 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, sink={"spec": args.sink or "null"})
     for flag, value in (("--json", args.json), ("--plot", args.plot)):
         if value and not Path(value).expanduser().resolve().parent.is_dir():
-            raise ConfigError("<command line>", [f"{flag}: folder {Path(value).parent} does not exist"])
+            raise UsageError(f"{flag}: folder {Path(value).parent} does not exist")
     opts = bench.BenchOptions(
         sources=args.source or [],
         models=args.model or [],
@@ -285,7 +239,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overload_fps=args.overload_fps,
         classic_filters=args.classic_filters,
     )
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     stop = threading.Event()
     _install_signal_handlers(stop)
     report = bench.run_bench(cfg, opts, stop=stop, progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -300,7 +254,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from edge import review
 
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     session = review.load_session(args.session)
     code = EXIT_OK
     if args.export:
@@ -334,21 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"nerveseg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = common_options()
 
-    def add_common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override logging.level")
-
-    r = sub.add_parser("run", help="the live loop: capture, analyse, overlay, show (the appliance runs this)")
+    r = sub.add_parser(
+        "run", parents=[common],
+        help="the live loop: capture, analyse, overlay, show (the appliance runs this)")
     r.add_argument("--config", help="YAML config file (default: built-in defaults, phantom source, null sink)")
     r.add_argument("--source", help="source spec or path, overrides source.spec: v4l2:/dev/video0, picamera2, "
                    "file:clip.mp4, images:DIR, phantom")
     r.add_argument("--model", help=".tflite model (its spec <model>.yaml beside it); overrides model.path")
     r.add_argument("--sink", help="sink spec, overrides sink.spec: fbdev:/dev/fb0, window, video:out.mp4, null")
     r.add_argument("--frames", type=int, help="stop after N processed frames")
-    add_common(r)
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="run the shipped model over the phantom or a video/folder, write an annotated mp4")
+    d = sub.add_parser(
+        "demo", parents=[common],
+        help="run the shipped model over the phantom or a video/folder, write an annotated mp4")
     d.add_argument("--source", help="source spec or a video file / image folder (default: phantom)")
     d.add_argument("--frames", type=int, help="stop after N frames (default: whole file/folder, 300 otherwise)")
     d.add_argument("--out", default="nerveseg-demo.mp4", help="annotated video to write (default: %(default)s)")
@@ -360,10 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--realtime", action="store_true",
                    help="pace the source at its own fps and drop frames like the live loop "
                         "(default: every frame, as fast as possible)")
-    add_common(d)
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", help="frames per second and per-stage ms of the real loop, models side by side")
+    b = sub.add_parser(
+        "bench", parents=[common],
+        help="frames per second and per-stage ms of the real loop, models side by side")
     b.add_argument("--config", help="YAML config: source settings, roi, presence, overlay, model.path/interpreter")
     b.add_argument("--source", nargs="+", action="extend", metavar="SPEC",
                    help="source specs or video files/folders (default: the config's source, else phantom)")
@@ -384,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sink", help="sink spec (default: null): fbdev:/dev/fb0, window, video:out.mp4, null")
     b.add_argument("--json", metavar="OUT", help="write the report as JSON (schema: edge/bench.py, README)")
     b.add_argument("--plot", metavar="PNG", help="draw latency over time and the stage breakdown")
-    add_common(b)
     b.set_defaults(func=cmd_bench)
 
-    v = sub.add_parser("review", help="play back a recording with its overlay, export it, or re-run another model")
+    v = sub.add_parser(
+        "review", parents=[common],
+        help="play back a recording with its overlay, export it, or re-run another model")
     v.add_argument("session", help="a session folder (or a recordings folder: its newest session)")
     v.add_argument("--export", metavar="DIR",
                    help="headless: write contact_sheet.png, clip.mp4 and detections.csv (and compare.csv) into DIR")
@@ -398,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--model: masks with Dice below D disagree (default: 0.7)")
     v.add_argument("--fail-on-disagree", action="store_true",
                    help="--model: exit with code 6 when any frame disagrees (for scripted regression checks)")
-    add_common(v)
     v.set_defaults(func=cmd_review)
 
     c = sub.add_parser("check-config", help="validate a config file: exit 0 if valid, 2 with the faults if not")
@@ -406,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--show", action="store_true", help="print the effective config, defaults included")
     c.set_defaults(func=cmd_check_config)
 
-    st = sub.add_parser("status", help="print the health file of the running loop (exit 0 running, 1 not)")
+    st = sub.add_parser("status", help="print the health file of the running loop (exit 0 running, 8 not)")
     st.add_argument("--file", default=STATUS_FILE, help="status file (health.status_file; default %(default)s)")
     st.add_argument("--json", action="store_true", help="print the file as JSON instead of a summary")
     st.add_argument("--max-age", type=float, default=15.0, metavar="S",
@@ -441,24 +397,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NervesegError as e:
-        # plugin commands' own errors carry their code (calibrate: CalibrationError -> 2)
-        code = next((c for cls, c in _EXIT_FOR if isinstance(e, cls)), getattr(e, "exit_code", EXIT_ERROR))
         print(f"nerveseg {args.command}: {e}", file=sys.stderr)
-        return code
+        return e.exit_code
     except KeyboardInterrupt:
         return EXIT_OK
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in ("tensorflow", "keras"):
             logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s'", args.command)
             return EXIT_ERROR
-        print(
-            f"nerveseg {args.command}: needs TensorFlow ({e.name} is not installed); on a workstation: "
-            "pip install -e '.[train]'. The device commands (run, demo, bench, check-config) do not need it.",
-            file=sys.stderr,
+        err = MissingDependencyError(
+            f"needs TensorFlow ({e.name} is not installed); on a workstation: pip install -e '.[train]'. "
+            "The device commands (run, demo, bench, check-config) do not need it."
         )
-        return EXIT_CONFIG
+        print(f"nerveseg {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except Exception:
-        logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s'", args.command)
+        logging.getLogger("nerveseg").exception("unexpected error in 'nerveseg %s' (a bug: please report it "
+                                                "with this traceback)", args.command)
         return EXIT_ERROR
 
 

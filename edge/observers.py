@@ -10,30 +10,34 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 
 from edge.config import Config
 from edge.pipeline import PipelineObserver
-from edge.types import Roi
+from edge.plan import RunPlan, resolve_run
 
 logger = logging.getLogger(__name__)
 
 
-def observers_from_config(cfg: Config) -> list[PipelineObserver]:
-    """The observers ``cfg`` asks for, in the order they are called after each frame."""
+def observers_for(plan: RunPlan) -> list[PipelineObserver]:
+    """The observers ``plan``'s config asks for, in the order they are called after each frame."""
+    cfg = plan.config
     observers: list[PipelineObserver] = []
-    if cfg.profile:
+    if plan.profile is not None:
         # Warns on screen and in the log when live frames stop matching the site profile.
-        from edge.profile import ProfileWatcher, load_profile
+        from edge.profile import ProfileWatcher
 
-        observers.append(ProfileWatcher(load_profile(cfg.profile)))
+        observers.append(ProfileWatcher(plan.profile))
     if cfg.record.mode != "off":
         from edge.record import Recorder
 
-        profile_path = getattr(cfg, "profile", None)
-        observers.append(Recorder(cfg.record, blank=_blank_regions(profile_path), profile_path=profile_path))
+        observers.append(Recorder(cfg.record, blank=plan.blank, profile_path=plan.profile_path))
     observers.extend(_health_observers(cfg))
     return observers
+
+
+def observers_from_config(cfg: Config) -> list[PipelineObserver]:
+    """`observers_for` the plan of ``cfg`` (for callers that hold only a config)."""
+    return observers_for(resolve_run(cfg))
 
 
 def _health_observers(cfg: Config) -> list[PipelineObserver]:
@@ -43,19 +47,9 @@ def _health_observers(cfg: Config) -> list[PipelineObserver]:
     if health.status_file or health.metrics_port is not None:
         from edge.health import HealthMonitor
 
-        record = getattr(cfg, "record", None)
-        out.append(HealthMonitor(health, disk_path=getattr(record, "dir", None)))
+        out.append(HealthMonitor(health, disk_path=cfg.record.dir))
     if os.environ.get("NOTIFY_SOCKET"):
         from edge.notify import SystemdNotifier
 
         out.append(SystemdNotifier(during_outage=health.watchdog_during_outage))
     return out
-
-
-def _blank_regions(profile_path: object) -> Sequence[Roi]:
-    """Blanking rectangles (full-frame pixels) of the site profile ``profile_path``; none without one."""
-    if not profile_path:
-        return ()
-    from edge.profile import load_profile
-
-    return tuple(load_profile(profile_path).blank_rois)

@@ -19,12 +19,12 @@ live loop and review build their `edge.analyze.Analyzer` from it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.config import Config, PresenceConfig
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ModelError
 from edge.spec import ModelSpec, ThresholdsSpec, load_spec
 from edge.types import Roi
 
@@ -128,6 +128,17 @@ class RunPlan:
             return self.roi
         return None if source is None else source.image_roi
 
+    def with_config(self, **sections: dict) -> RunPlan:
+        """This plan with config overrides (`edge.config.with_overrides`) to the sections that do not take
+        part in resolving it: source, sink, overlay, loop, record, health, logging. Changing the model,
+        the presence rules, the ROI or the profile needs a new `resolve_run`: ValueError."""
+        from edge.config import with_overrides
+
+        settled = sorted(set(sections) & {"model", "presence", "roi", "profile"})
+        if settled:
+            raise ValueError(f"{', '.join(settled)} take part in resolving the plan: call resolve_run instead")
+        return replace(self, config=with_overrides(self.config, **sections))
+
     def open_runner(self) -> ModelRunner:
         """Load the model with the config's threads and interpreter. Raises `ModelError` (exit code 3)."""
         from edge.runner import ModelRunner
@@ -158,6 +169,8 @@ def resolve_run(cfg: Config, *, where: str = "<config>", runner: ModelRunner | N
         model_path, spec = Path(runner.model_path), runner.spec
     else:
         model_path = model_path_of(cfg)
+        if not model_path.is_file():
+            raise ModelError(f"model file {model_path} not found (model.path)")
         spec = load_spec(model_path)  # raises ModelError naming the file and the fault
     profile = None
     profile_path = None

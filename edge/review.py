@@ -39,11 +39,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.analyze import Analyzer, network_input
 from edge.config import OverlayConfig, PresenceConfig
-from edge.errors import ConfigError
+from edge.errors import SessionError, UsageError
 from edge.overlay import Overlay
-from edge.preprocess import preprocess
-from edge.presence import PresenceTracker, rules_for
+from edge.plan import settle_rules
 from edge.record import (
     FRAMES_FILE,
     MANIFEST_FILE,
@@ -74,8 +74,9 @@ COMPARE_COLUMNS = ("i", "seq", "t_capture", "p_recorded", "p_new", "vote_recorde
                    "decision_recorded", "decision_new", "dice", "input_reproduced", "disagree", "reason")
 
 
-def _bad(msg: str) -> ConfigError:
-    return ConfigError("<command line>", [msg])
+def _bad(msg: str) -> SessionError:
+    """A session that cannot be read (exit code 7); the message names the path."""
+    return SessionError(msg)
 
 
 # -- reading a session ---------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class Session:
 def resolve_session(path: str | Path) -> Path:
     """``path`` itself when it is a session folder; the newest session when it is a recordings folder.
 
-    Raises `ConfigError` (exit code 2) naming the path otherwise.
+    Raises `SessionError` (exit code 7) naming the path otherwise.
     """
     p = Path(path).expanduser()
     if (p / MANIFEST_FILE).is_file():
@@ -156,7 +157,8 @@ def resolve_session(path: str | Path) -> Path:
 
 
 def load_session(path: str | Path) -> Session:
-    """Read a session's manifest and frame records. Raises `ConfigError` when it is not a readable session.
+    """Read a session's manifest and frame records. Raises `SessionError` (exit code 7) when it is not a
+    readable session.
 
     A session cut off by a crash or a full disk is still readable: a truncated last
     JSONL line is ignored, and the frame count comes from the JSONL.
@@ -341,7 +343,7 @@ def export_session(session: Session, out_dir: str | Path, sheet_frames: int = SH
     out = Path(out_dir).expanduser()
     make_private_dir(out)
     if not out.is_dir():
-        raise _bad(f"--export: {out} is not a folder")
+        raise UsageError(f"--export: {out} is not a folder")
     clip_path, sheet_path, csv_path = out / "clip.mp4", out / "contact_sheet.png", out / "detections.csv"
     tmp_clip = out / f".clip.{os.getpid()}.tmp.mp4"  # FFmpeg picks the container by the extension
     renderer = _Renderer(session)
@@ -470,31 +472,25 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
     the box used (CRC-32 match): it checks the recording itself.
     """
     if not 0.0 <= dice_threshold <= 1.0:
-        raise _bad(f"--dice-threshold must be in [0, 1], got {dice_threshold}")
+        raise UsageError(f"--dice-threshold must be in [0, 1], got {dice_threshold}")
     rec_t = session.thresholds
-    pres = session.presence_config()
     spec = runner.spec
-    rules = rules_for(pres, spec.thresholds)
-    enter = rules["enter"]
-    exit_ = min(rules["exit"], enter)
-    mask_thr = rules["mask_threshold"]
-    tracker = PresenceTracker(enter, exit_, rules["min_frames_on"], rules["min_frames_off"], rules["alpha"])
+    # the recorded config's presence overrides on the new model's spec, settled as the live loop does
+    rules = settle_rules(session.presence_config(), spec.thresholds, where=f"recorded config of {session.name}",
+                         model=f"model spec of {Path(runner.model_path).name}")
+    enter, mask_thr = rules.enter, rules.mask_threshold
     rec_pre = None
     try:
         rec_pre = PreprocessSpec.model_validate(session.manifest.get("model", {}).get("preprocess"))
     except Exception:  # noqa: BLE001 - an older session without it: the input check is skipped
         logger.info("session %s records no preprocessing spec: input reproduction not checked", session.name)
     fh, fv = (bool(f) for f in (session.manifest.get("flips") or (False, False)))
-    flip = (slice(None, None, -1 if fv else 1), slice(None, None, -1 if fh else 1))
-
-    def as_network_saw(x: np.ndarray) -> np.ndarray:
-        # the live loop mirrors the input as the site profile says (and the mask back after inference)
-        return np.ascontiguousarray(x[flip]) if fh or fv else x
+    # the raw frames are the ROI crops: no ROI; mirrored as the recorded run's site profile said
+    analyzer = Analyzer(runner, rules, roi=None, flips=(fh, fv))
 
     model_new = f"{spec.name}@{runner.sha256[:12]}"
     report = CompareReport(session.name, session.manifest.get("model", {}).get("id", "?"), model_new,
                            dice_threshold)
-    x = np.zeros(runner.input_hw, np.float32)
     x_rec = None
     for rec in session.frames:
         try:
@@ -503,15 +499,13 @@ def compare_session(session: Session, runner: ModelRunner, dice_threshold: float
         except ValueError:  # a missing or damaged PNG: nothing to compare on this frame
             report.skipped.append(int(rec["i"]))
             continue
-        res: Result = runner.infer(as_network_saw(preprocess(raw, None, spec.preprocess, out=x)))
-        if fh or fv:
-            res = Result(np.ascontiguousarray(res.mask[flip]), res.p_nerve, res.t_infer_ns)
-        decision_new = tracker.update(res)
+        res: Result = analyzer.infer(analyzer.model_input(raw))
+        decision_new = analyzer.decide(res)
         reproduced = None
         if rec_pre is not None and rec.get("input_crc32") is not None:
             if x_rec is None or x_rec.shape != (rec_pre.height, rec_pre.width):
                 x_rec = np.zeros((rec_pre.height, rec_pre.width), np.float32)
-            reproduced = zlib.crc32(as_network_saw(preprocess(raw, None, rec_pre, out=x_rec))) == rec["input_crc32"]
+            reproduced = zlib.crc32(network_input(raw, None, rec_pre, (fh, fv), out=x_rec)) == rec["input_crc32"]
         p_rec = float(rec.get("p_nerve") or 0.0)
         vote_rec = p_rec >= rec_t["presence_enter"]
         vote_new = res.p_nerve >= enter

@@ -14,10 +14,10 @@ logger = logging.getLogger(__name__)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from edge.cli import _setup_logging
+    from edge.plugin import setup_logging
     from train.train import load_train_config, train
 
-    _setup_logging(args.log_level or "INFO")
+    setup_logging(args.log_level or "INFO")
     cfg = load_train_config(
         args.config,
         **{
@@ -58,7 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("train", help="train a model on real frames, subject-wise (needs the 'train' extra)")
+    from edge.plugin import common_options
+
+    t = sub.add_parser("train", parents=[common_options()],
+                       help="train a model on real frames, subject-wise (needs the 'train' extra)")
     t.add_argument("--config", help="training YAML (default: the built-in TrainConfig defaults; the shipped model's "
                    "recipe is train/configs/mini-unet-f8.yaml)")
     t.add_argument("--fold", type=int, help="hold out this fold of subjects for validation (overrides data.fold)")
@@ -72,5 +75,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out-dir", help="override out_dir")
     t.add_argument("--init", metavar="MODEL.keras", help="fine-tune this trained model (e.g. on a new site's frames) "
                    "instead of starting from random weights; the config's preprocess must match its spec")
-    t.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     t.set_defaults(func=cmd_train)

@@ -900,9 +900,9 @@ def format_report(rep: dict[str, Any]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge.cli import EXIT_OK, _setup_logging
+    from edge.plugin import EXIT_OK, setup_logging
 
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     problems = []
     if args.json is not None and not Path(args.json).parent.is_dir():
         problems.append(f"--json: folder {Path(args.json).parent} does not exist")
@@ -950,8 +950,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_live(args: argparse.Namespace, video: bool) -> int:
     """``nerveseg eval --live``: the live loop on box-labelled video (`train.live`)."""
-    from edge.cli import EXIT_OK
     from edge.config import Config, load_config, with_overrides
+    from edge.plugin import EXIT_OK
     from train.live import evaluate_live, format_live
 
     if not video:
@@ -989,8 +989,11 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nerveseg eval`` (entry point ``nerveseg.commands``; imports nothing heavy)."""
+    from edge.plugin import common_options
+
     e = subparsers.add_parser(
         "eval",
+        parents=[common_options()],
         help="score a model (.tflite or .keras) on a labelled data folder: Dice, presence, CIs, contact sheet",
     )
     e.add_argument(
@@ -1022,5 +1025,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", help="only rows of this manifest split (e.g. test)")
     e.add_argument("--limit", type=_positive_int, help="at most N labelled frames, spread evenly over the manifest")
     e.add_argument("--per-image", action="store_true", help="keep the per-image rows in the JSON")
-    e.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level (default WARNING)")
     e.set_defaults(func=cmd_eval)

@@ -1,7 +1,7 @@
 """``nerveseg eval --live``: the bedside loop itself, scored on box-labelled video as the clinician sees it.
 
 Each video of a box-labelled folder (`train.boxes`) is played through the same `edge.pipeline.Pipeline`
-that ``nerveseg run`` builds (`edge.cli.run_pipeline`: the model, its presence hysteresis, the mask
+that ``nerveseg run`` builds (`edge.app.run_plan`: the model, its presence hysteresis, the mask
 smoothing, the overlay, a null sink), and an observer records, for every source frame, what the screen
 showed: outline or "No nerve found", and the outline itself.
 
@@ -53,14 +53,16 @@ class Trace:
     masks: list[np.ndarray | None] = field(default_factory=list)  # bool outline at model size, None if not shown
 
 
-def play(video: BoxVideo, cfg, stop: threading.Event | None = None) -> Trace:
-    """Play ``video`` through the live loop configured by ``cfg`` (an `edge.config.Config`); return its trace."""
-    from edge.cli import run_pipeline
-    from edge.config import with_overrides
+def play(video: BoxVideo, plan, stop: threading.Event | None = None, runner=None) -> Trace:
+    """Play ``video`` through the live loop of ``plan`` (an `edge.plan.RunPlan`); return its trace.
+
+    ``runner``: the plan's model, already loaded (None: load it for this video).
+    """
+    from edge.app import run_plan
     from edge.pipeline import PipelineObserver
 
-    cfg = with_overrides(cfg, source={"spec": f"file:{video.path}", "pace": False}, sink={"spec": "null"},
-                         overlay={"stale_after_ms": 1e9}, loop={"max_frames": None})
+    plan = plan.with_config(source={"spec": f"file:{video.path}", "pace": False}, sink={"spec": "null"},
+                            overlay={"stale_after_ms": 1e9}, loop={"max_frames": None})
     trace = Trace(video=video.subject, fps=video.fps)
 
     class Recorder(PipelineObserver):
@@ -78,7 +80,7 @@ def play(video: BoxVideo, cfg, stop: threading.Event | None = None) -> Trace:
             trace.shown.append(bool(d.nerve))
             trace.masks.append(None if d.mask is None else d.mask >= thr)
 
-    run_pipeline(cfg, stop or threading.Event(), drop_frames=False, observers=[Recorder()])
+    run_plan(plan, stop or threading.Event(), drop_frames=False, observers=[Recorder()], runner=runner)
     return trace
 
 
@@ -193,8 +195,8 @@ def pool(rows: list[dict[str, Any]], fps: float) -> dict[str, Any]:
 def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
                   timeline_dir: str | Path | None = None) -> dict[str, Any]:
     """Play every video of ``folder`` (or those named) through the live loop of ``cfg`` and score it."""
-    from edge.cli import _open_runner
     from edge.errors import ConfigError
+    from edge.plan import resolve_run
     from train.boxes import read_box_videos
 
     try:
@@ -204,21 +206,20 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
     chosen = [v for v in all_videos if videos is None or v.subject in set(videos)]
     if not chosen:
         raise ConfigError("<command line>", [f"--videos: none of {videos} in {folder}"])
-    runner = _open_runner(cfg)
+    plan = resolve_run(cfg)
+    runner = plan.open_runner()
     spec = runner.spec
     model_hw = (spec.preprocess.height, spec.preprocess.width)
     rows, traces = [], []
     for v in chosen:
-        trace = play(v, cfg)
+        trace = play(v, plan, runner=runner)
         rows.append(score_trace(trace, v, model_hw))
         traces.append(trace)
         logger.info("video %s: right %.3f, %d flips", v.subject, rows[-1]["state_accuracy"], rows[-1]["flips"])
     fps = chosen[0].fps
-    from edge.presence import rules_for
-
-    r = rules_for(cfg.presence, spec.thresholds)
-    rules = {"presence_enter": r["enter"], "presence_exit": r["exit"], "min_frames_on": r["min_frames_on"],
-             "min_frames_off": r["min_frames_off"], "mask_smoothing": r["alpha"]}
+    r = plan.rules
+    rules = {"presence_enter": r.enter, "presence_exit": r.exit, "min_frames_on": r.min_frames_on,
+             "min_frames_off": r.min_frames_off, "mask_smoothing": r.alpha}
     rep = {"layout": "live", "clock": "simulated: every frame analysed in order, time = frame / fps",
            "model": {"path": str(cfg.model.path or "shipped"), "name": spec.name},
            "data": str(folder), "rules": rules, "pooled": pool(rows, fps),

@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cli import run_pipeline
+from edge.app import run_plan
 from edge.config import Config, RoiConfig, with_overrides
-from edge.observers import observers_from_config
+from edge.observers import observers_for
 from edge.pipeline import FrameEvent, Pipeline, PipelineObserver
+from edge.plan import resolve_run
 from edge.preprocess import normalise, resize
 from edge.profile import ProfileWatcher, save_profile
 from edge.types import Frame
@@ -127,7 +128,8 @@ class Probe(PipelineObserver):
 def _run(cfg: Config, frames: int = 8) -> Probe:
     probe = Probe()
     cfg = with_overrides(cfg, loop={"max_frames": frames})
-    run_pipeline(cfg, threading.Event(), drop_frames=False, observers=[*observers_from_config(cfg), probe])
+    plan = resolve_run(cfg)
+    run_plan(plan, threading.Event(), drop_frames=False, observers=[*observers_for(plan), probe])
     return probe
 
 

@@ -81,7 +81,7 @@ def test_demo_out_folder_missing_exits_2(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "missing" / "x.mp4"), "--frames", "1"]) == EXIT_CONFIG
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_stops_the_live_loop_cleanly(sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "run", "--source", "phantom", "--log-level", "INFO"],

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import edge.record as record
-from edge.cli import EXIT_CONFIG, EXIT_DISAGREE, EXIT_OK, EXIT_SINK, main
+from edge.cli import EXIT_DISAGREE, EXIT_OK, EXIT_SESSION, EXIT_SINK, main
 from edge.config import Config, with_overrides
 from edge.models import default_model_path
 from edge.pipeline import Pipeline
@@ -224,10 +224,10 @@ def test_recordings_folder_means_its_newest_session(session_dir):
 
 
 def test_bad_session_and_no_display_exit_codes(session_dir, tmp_path, capsys):
-    assert main(["review", str(tmp_path / "nope")]) == EXIT_CONFIG
+    assert main(["review", str(tmp_path / "nope")]) == EXIT_SESSION
     assert "no such folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["review", str(tmp_path / "empty")]) == EXIT_CONFIG
+    assert main(["review", str(tmp_path / "empty")]) == EXIT_SESSION
     from edge.sinks.window import _has_display, gui_backend
 
     if not gui_backend().upper().startswith("NONE") and _has_display():

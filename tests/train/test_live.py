@@ -78,17 +78,18 @@ def clip_folder(data_dir, tmp_path_factory):
 
 
 def test_simulated_clock_equals_a_paced_run(clip_folder):
-    from edge.cli import run_pipeline
+    from edge.app import run_plan
     from edge.pipeline import PipelineObserver
+    from edge.plan import resolve_run
 
     video = read_box_videos(clip_folder)[0]
-    first = play(video, Config())
+    first = play(video, resolve_run(Config()))
     assert len(first.p) == 24
     # thresholds inside this clip's own P(nerve) range, so the screen changes state during it
     mid = float(np.median(first.p))
     cfg = with_overrides(Config(), presence={"enter": min(mid + 1e-4, 0.99), "exit": max(mid - 1e-4, 0.01),
                                              "min_frames_on": 2, "min_frames_off": 2})
-    sim = play(video, cfg)
+    sim = play(video, resolve_run(cfg))
     assert any(sim.shown) and not all(sim.shown)
 
     paced: dict[int, bool] = {}
@@ -98,7 +99,7 @@ def test_simulated_clock_equals_a_paced_run(clip_folder):
             paced[event.frame.seq] = bool(event.decision.nerve)
 
     live = with_overrides(cfg, source={"spec": f"file:{video.path}", "pace": True}, sink={"spec": "null"})
-    stats = run_pipeline(live, threading.Event(), drop_frames=True, observers=[Watch()])
+    stats = run_plan(resolve_run(live), threading.Event(), drop_frames=True, observers=[Watch()])
     assert stats.dropped == 0 and sorted(paced) == list(range(24))  # the box kept up with 10 fps
     assert [paced[i] for i in range(24)] == sim.shown
     np.testing.assert_allclose(sim.p, first.p)  # the thresholds change the screen, not the network
