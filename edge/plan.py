@@ -56,6 +56,11 @@ class PresenceRules:
     mask_threshold: float
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
+    def as_dict(self) -> dict[str, float | int]:
+        """The rules by name (enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold)."""
+        return {k: getattr(self, k) for k in ("enter", "exit", "min_frames_on", "min_frames_off", "alpha",
+                                              "mask_threshold")}
+
     def tracker(self) -> PresenceTracker:
         """A fresh tracker applying these rules (one per video stream)."""
         from edge.presence import PresenceTracker

@@ -67,21 +67,3 @@ class PresenceTracker:
             self._avg *= 1.0 - self.alpha
             self._avg += self.alpha * result.mask
         return Decision(nerve=self.nerve, p_nerve=p, mask=self._avg.copy() if self.nerve else None)
-
-
-def rules_for(presence, thresholds) -> dict[str, float | int]:
-    """The temporal rules the bedside applies: each from the config's ``presence`` section
-    (`edge.config.PresenceConfig`) where set, else from the model spec's ``thresholds``
-    (`edge.spec.ThresholdsSpec`). Keys: enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold."""
-
-    def pick(cfg_value, spec_value):
-        return spec_value if cfg_value is None else cfg_value
-
-    return {
-        "enter": pick(presence.enter, thresholds.presence_enter),
-        "exit": pick(presence.exit, thresholds.presence_exit),
-        "min_frames_on": pick(presence.min_frames_on, thresholds.min_frames_on),
-        "min_frames_off": pick(presence.min_frames_off, thresholds.min_frames_off),
-        "alpha": pick(presence.mask_smoothing, thresholds.mask_smoothing),
-        "mask_threshold": pick(presence.mask_threshold, thresholds.mask),
-    }

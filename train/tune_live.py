@@ -227,7 +227,7 @@ def write_rules(model: Path, rules: dict[str, Any], note: dict[str, Any]) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     from edge.config import PresenceConfig
-    from edge.presence import rules_for
+    from edge.plan import settle_rules
     from edge.spec import load_spec
 
     ap = argparse.ArgumentParser(prog="python -m train.tune_live", description=__doc__.split("\n\n")[0])
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     cv_dir = Path(args.cv)
     ref = Path(args.before_from or args.write_spec or cv_dir / "fold-0" / "model.keras")
     spec = load_spec(ref, verify_hash=False)
-    before = rules_for(PresenceConfig(), spec.thresholds)
+    before = settle_rules(PresenceConfig(), spec.thresholds).as_dict()
     outputs = oof_outputs(cv_dir, Path(args.data))
     rep = tune(outputs, before, (spec.preprocess.height, spec.preprocess.width), args.false_outline_cost,
                args.tune_enter)

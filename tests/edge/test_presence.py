@@ -87,16 +87,21 @@ def test_invalid_parameters(kw):
 
 def test_rules_come_from_the_spec_unless_the_config_sets_them():
     from edge.config import PresenceConfig
-    from edge.presence import rules_for
+    from edge.errors import ConfigError
+    from edge.plan import settle_rules
     from edge.spec import ThresholdsSpec
 
     spec = ThresholdsSpec(mask=0.4, presence_enter=0.8, presence_exit=0.7, min_frames_on=2, min_frames_off=9,
                           mask_smoothing=0.3)
-    assert rules_for(PresenceConfig(), spec) == {"enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9,
-                                                 "alpha": 0.3, "mask_threshold": 0.4}
-    cfg = PresenceConfig(enter=0.6, min_frames_off=4, mask_smoothing=1.0)
-    assert rules_for(cfg, spec) == {"enter": 0.6, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
-                                    "alpha": 1.0, "mask_threshold": 0.4}
+    assert settle_rules(PresenceConfig(), spec).as_dict() == {
+        "enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9, "alpha": 0.3, "mask_threshold": 0.4}
+    cfg = PresenceConfig(enter=0.75, min_frames_off=4, mask_smoothing=1.0)
+    assert settle_rules(cfg, spec).as_dict() == {"enter": 0.75, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
+                                                 "alpha": 1.0, "mask_threshold": 0.4}
+    # an enter below the spec's exit is no hysteresis: refused, naming both and where each came from
+    with pytest.raises(ConfigError, match=r"presence.exit = 0.7 \(the model spec\) is above presence.enter = 0.6 "
+                       r"\(this config\)"):
+        settle_rules(PresenceConfig(enter=0.6), spec)
     # a spec written before the temporal rules were part of it keeps the old defaults
     old = ThresholdsSpec.model_validate({"mask": 0.5, "presence_enter": 0.6, "presence_exit": 0.4})
     assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing) == (3, 5, 0.5)

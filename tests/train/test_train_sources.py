@@ -237,7 +237,7 @@ def test_ablation_scores_every_run_on_every_source(multi_run, tmp_path):
 
 def test_tune_live_on_real_out_of_fold_video(multi_run, rus_root, tmp_path):
     from edge.config import PresenceConfig
-    from edge.presence import rules_for
+    from edge.plan import settle_rules
     from train.tune_live import oof_outputs, tune, write_rules
 
     _, run = multi_run
@@ -247,7 +247,7 @@ def test_tune_live_on_real_out_of_fold_video(multi_run, rus_root, tmp_path):
     for o in outs:  # every frame of each held-out video, analysed once
         assert len(o.p) == len(o.truth) == o.masks.shape[0] > 100
     spec = load_spec(run / "model.keras", verify_hash=False)
-    before = rules_for(PresenceConfig(), spec.thresholds)
+    before = settle_rules(PresenceConfig(), spec.thresholds).as_dict()
     rep = tune(outs, before, (spec.preprocess.height, spec.preprocess.width))
     assert rep["videos"] == len(outs) and rep["chosen"]["enter"] == before["enter"]
     assert 0.0 <= rep["out_of_fold_before_all"]["state_accuracy"] <= 1.0
