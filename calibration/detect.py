@@ -54,12 +54,14 @@ BLANK_RANGE = 10  # gray levels: frames whose mean image spans less (0.5-99.5 pe
 CHANGE_LEVEL = 2  # gray levels between consecutive frames that count as a change (`FrameStats.changes`)
 SETTLE_FRAMES = 4  # an MJPG encoder may still settle over the first frames: `FrameStats.late_changes` skips them
 STATIC_FRACTION = 0.0001  # fewer changing pixels than this share of the frame: the frames are identical
-MIN_STRUCTURE = 0.5  # neighbour-pixel correlation at 128 px: real frames 0.75-0.97 (README), random noise < 0.15
+# neighbour-pixel correlation at 128 px: real frames 0.75-0.97 (docs/results.md), random noise < 0.15
+MIN_STRUCTURE = 0.5
 INK_CONTRAST = 32  # gray levels between a static pixel and a static neighbour that make it text/graphics
 # Marks burned into the image, judged against the image around them (a window of MARK_WINDOW of the frame's
 # shorter side) rather than in absolute terms: MJPG compression makes a static mark flicker with the ringing of
 # the live image beside it (its std rises with the image's), and coloured text is darker than white in gray.
-# Tuned on tests/calibration (three real sequences in ten screens, JPEG quality 70-90; see the README).
+# Tuned on tests/calibration (three real sequences in ten screens, JPEG quality 70-90; accuracy in
+# docs/results.md).
 MARK_WINDOW = 0.06
 MARK_STILL = 0.6  # a mark's temporal std is at most this share of the image's around it (JPEG ringing: up to ~0.5)
 MARK_BRIGHTER = 30  # gray levels its temporal mean lies above the image's around it (the median of the mean)
@@ -229,7 +231,7 @@ def _structure(gray: np.ndarray, region: np.ndarray, roi: Roi, size: int = 128) 
 
     The ROI is first shrunk (area average) to ``size`` pixels on its longer side, so
     the number does not depend on how much the machine scales its image up (scaled-up
-    noise correlates too). Whole real frames of the five data sets measured 0.75-0.97 here (README), random
+    noise correlates too). Whole real frames of the five data sets measured 0.75-0.97 here (docs/results.md), random
     noise 0.04-0.14.
     """
     crop = gray[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w]
@@ -306,7 +308,7 @@ def detect_roi(stats: FrameStats) -> Detection:
         )
     region = ((labels == best) * 255).astype(np.uint8)
     # A changing element closer to the image than the closing kernel (a readout a few pixels below it) is
-    # joined to it and widens the box: a known limit (README), cutting such parts off also cut the calm tips
+    # joined to it and widens the box: a known limit (docs/operator.md), cutting such parts off also cut the calm tips
     # of real fans. --roi is the way out.
     roi = _box(cc, best)
     structure = _structure(stats.first, region, roi)

@@ -3,8 +3,8 @@
 `check_agreement` runs both on the same held-out, preprocessed real frames and
 compares *every* output: the TFLite side goes through `edge.runner.ModelRunner`,
 exactly the bedside path (its spec, its input quantisation, its output
-dequantisation), so a fault anywhere on that path shows here. The guide's
-pitfalls are why the presence output gets as many checks as the mask: int8
+dequantisation), so a fault anywhere on that path shows here. A past failure
+is why the presence output gets as many checks as the mask: int8
 calibration on nearly all-"nerve" frames once collapsed P(nerve) to a constant
 0.5 while the mask survived, which a mask-only check passes.
 

@@ -2,8 +2,8 @@
 
     python -m convert.make_untrained --out edge/models/nerveseg.tflite
 
-It lets the demo and the device run end to end before a trained model exists
-(issue 3). Same builder and converter as a trained model: 16 base filters,
+It lets the demo and the device run end to end before a trained model exists.
+Same builder and converter as a trained model: 16 base filters,
 3 skips, BatchNorm, 96x128 input, batch 1, fixed seed; int8 calibrated on the
 real kaggle-bp full-resolution frames (18 with a nerve, 37 without) through
 the spec's preprocessing (median 5 at input size, mean 0, std 1). The spec says

@@ -2,8 +2,8 @@
 
     python -m convert.mixed --data ../shared/data --out runs/frames-v2 [--per-source 120]
 
-int8 ranges fitted on one machine's frames can clip another machine's activations (the guide's
-balanced-calibration pitfall, one level up: balanced over machines as well as over "nerve / no
+int8 ranges fitted on one machine's frames can clip another machine's activations (the
+balanced-calibration rule, one level up: balanced over machines as well as over "nerve / no
 nerve"). This writes two folders of real frames, ``calibration/`` and ``check/``, each a
 `train.manifest` folder (``manifest.csv`` with ``path, mask_path, subject, source``) that
 ``nerveseg convert --calibration DIR --check DIR`` reads. Frames of a source alternate between the

@@ -10,7 +10,7 @@ frames (through the bedside path: .tflite + ModelRunner), what int8 costs in Dic
 unseen subjects (each fold model converted like the shipped one, calibrated on its
 own training subjects, and scored as float and as int8 on its held-out fold), the inference time on the
 machine it runs on (ModelRunner.infer, 1 and 2 threads, with the CPU named), and known
-limits worded from those numbers. Prints the JSON it used, so a README table can quote it.
+limits worded from those numbers. Prints the JSON it used, so docs/results.md can quote it.
 """
 
 from __future__ import annotations

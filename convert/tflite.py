@@ -3,7 +3,7 @@
 The path that works with Keras 3 is ``model.export(dir)`` (a SavedModel whose
 ``serving_default`` signature keeps the dict output names ``mask`` and
 ``nerve_present``) then ``tf.lite.TFLiteConverter.from_saved_model(dir)``;
-``from_keras_model`` fails in several ways with Keras 3 (see the guide).
+``from_keras_model`` fails in several ways with Keras 3.
 ``model.export`` makes the batch dimension None even for a model built with
 ``batch_size=1``; a flexible batch adds SHAPE/PACK ops around TRANSPOSE_CONV,
 splits the XNNPACK graph and ran several times slower, so the export signature
@@ -13,7 +13,7 @@ int8 is full-integer quantisation: every op int8, int8 input and output
 tensors, calibrated on representative frames that went through the *same*
 `edge.preprocess.preprocess` as the bedside. Calibrate on frames with and
 without a nerve: an all-nerve set collapsed the presence output to a constant
-(guide pitfall); `representative_frames` refuses a one-sided set.
+(the mask survived); `representative_frames` refuses a one-sided set.
 
 TensorFlow is imported inside the functions, so importing this module is cheap.
 """

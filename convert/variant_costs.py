@@ -1,6 +1,6 @@
 """What a U-Net variant costs on this machine: parameters, MACs and TFLite inference time.
 
-    python -m convert.variant_costs                     # the README's table of variants
+    python -m convert.variant_costs                     # the variant costs in docs/results.md
     python -m convert.variant_costs --variant mini-f8 --variant classic-f16 --float32
 
 Each variant is built by `train.models.build_unet` with random weights (inference time does

@@ -268,7 +268,7 @@ elif [ "$TARGET" = graphical.target ] && [ -n "$DM" ]; then
     warn "  owns the screen, so the framebuffer overlay (sink fbdev:/dev/fb0) never shows on HDMI."
     warn "  Fix: run again with --console-boot (systemctl set-default multi-user.target; on Raspberry Pi OS"
     warn "  raspi-config > System > Boot > Console does the same), or keep the desktop and set"
-    warn "  sink.spec: window in $CONFIG (README: Window output)."
+    warn "  sink.spec: window in $CONFIG (docs/operator.md: Window output)."
 else
     same "boot target: ${TARGET:-unknown}${DM:+, display manager $DM}; nothing hides the framebuffer"
 fi

@@ -1,4 +1,4 @@
-"""Model builders: the U-Net family of the founding paper, with a presence head.
+"""Model builders: the U-Net family (mini-U-Net and classic U-Net), with a presence head.
 
 `build_unet` makes the mini-U-Net (``skips=3``: 3 down-samplings, 3 skip
 concatenations) or the classic U-Net (``skips=4``). Both answer two questions
@@ -35,7 +35,7 @@ UPSAMPLES = ("transpose", "bilinear")
 MAX_SKIPS = 5
 # Keras's default BatchNorm momentum (0.99) left the running statistics far off
 # after a few hundred steps on this data (inference-mode Dice near 0 while
-# training-mode Dice looked fine; see the guide's pitfalls); 0.9 tracks them
+# training-mode Dice looked fine); 0.9 tracks them
 # within a few dozen steps.
 BN_MOMENTUM = 0.9
 
@@ -109,10 +109,11 @@ def build_unet(
         then mean/std of the model spec).
     base_filters: filters of the first level; they double per level, the
         bottleneck has ``base_filters * 2**skips``.
-    skips: number of down-samplings = skip concatenations (3: the founding
-        paper's mini-U-Net, 4: the classic U-Net).
+    skips: number of down-samplings = skip concatenations (3: the
+        mini-U-Net, 4: the classic U-Net).
     batch_norm: conv -> BN -> ReLU (convs without bias) instead of conv+bias -> ReLU.
-        Keep it on for int8 (see the guide: without BN the top skip was wiped out).
+        Keep it on for int8: without BN the top skip was wiped out (its small range had to share
+        one scale with the upsampled path's large one in the concatenation).
     conv: ``"plain"`` 3x3 Conv2D, or ``"separable"`` (depthwise 3x3 + pointwise 1x1)
         for every 3x3 conv except the first, whose input has one channel.
     upsample: ``"transpose"`` Conv2DTranspose 2x2 stride 2, or ``"bilinear"``
