@@ -8,91 +8,58 @@ bad value and what is allowed (`ConfigError.problems`).
 from __future__ import annotations
 
 import logging
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
+from edge import paths
 from edge.errors import ConfigError
+from edge.sections import KEY_ERROR, KindSection, Registry, split_spec
+from edge.sections import Section as _Section
+from edge.sinks import SINKS
+from edge.sinks.settings import NullSinkConfig, SinkConfig
+from edge.sources import SOURCES
+from edge.sources.settings import PhantomSourceConfig, SourceConfig
 from edge.types import Roi
 
 logger = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("v4l2", "picamera2", "file", "images", "phantom")
-SINK_KINDS = ("fbdev", "window", "video", "null")
+__all__ = ["Config", "ConfigError", "SourceConfig", "SinkConfig", "SOURCE_KINDS", "SINK_KINDS", "load_config",
+           "parse_config", "with_overrides", "format_validation_error", "record_problems", "split_spec"]
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-def split_spec(spec: str, kinds: tuple[str, ...], what: str) -> tuple[str, str]:
-    """Split a one-string spec ``kind[:arg]`` into ``(kind, arg)``; ``arg`` may be ''.
-
-    Raises ValueError naming the allowed kinds when the kind is unknown.
-    """
-    kind, _, arg = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind not in kinds:
-        raise ValueError(f"unknown {what} kind {kind!r} in {spec!r}; allowed: {', '.join(kinds)}")
-    return kind, arg.strip()
-
-
-class SourceConfig(_Section):
-    """Where frames come from. ``spec`` names the kind; the other keys tune it."""
-
-    spec: str = Field(
-        "phantom",
-        description="v4l2:/dev/video0 (or v4l2:0) | picamera2 | file:PATH | images:DIR | phantom",
-    )
-    width: int | None = Field(None, gt=0, le=7680, description="requested capture width (v4l2, picamera2, phantom)")
-    height: int | None = Field(None, gt=0, le=4320, description="requested capture height")
-    fps: float | None = Field(
-        None, gt=0, le=240, description="requested rate (v4l2, picamera2, phantom); pacing rate for file/images"
-    )
-    fourcc: Literal["MJPG", "YUYV"] = Field("MJPG", description="v4l2 pixel format")
-    pace: bool = Field(True, description="file/images: deliver at fps (true) or as fast as decoded (false)")
-    loop: bool = Field(False, description="file/images: start over at the end instead of ending")
-    seed: int = Field(0, description="phantom: random seed; the same seed gives the same frames")
-    retry_max_s: float = Field(5.0, gt=0, le=300, description="v4l2/picamera2: ceiling of the reconnect backoff")
-
-    @field_validator("spec")
-    @classmethod
-    def _check_spec(cls, v: str) -> str:
-        kind, arg = split_spec(v, SOURCE_KINDS, "source")
-        if kind in ("file", "images") and not arg:
-            example = "clip.mp4" if kind == "file" else "folder"
-            raise ValueError(f"{kind} source needs a path, e.g. '{kind}:/path/to/{example}'")
-        return v
-
-    @property
-    def kind(self) -> str:
-        return split_spec(self.spec, SOURCE_KINDS, "source")[0]
-
-    @property
-    def arg(self) -> str:
-        return split_spec(self.spec, SOURCE_KINDS, "source")[1]
+SOURCE_KINDS = SOURCES.kinds
+SINK_KINDS = SINKS.kinds
+#: sections whose ``kind`` (or ``spec``) picks one model out of a registry
+KIND_SECTIONS: dict[str, Registry] = {"source": SOURCES, "sink": SINKS}
 
 
 class RoiConfig(_Section):
     """Rectangle of the ultrasound image inside the video-out frame (pixels)."""
 
-    x: int = Field(..., ge=0)
-    y: int = Field(..., ge=0)
-    w: int = Field(..., gt=0)
-    h: int = Field(..., gt=0)
+    x: int = Field(..., ge=0, description="left edge of the ultrasound image in the video-out frame, pixels")
+    y: int = Field(..., ge=0, description="top edge of the ultrasound image in the video-out frame, pixels")
+    w: int = Field(..., gt=0, description="width of the ultrasound image, pixels")
+    h: int = Field(..., gt=0, description="height of the ultrasound image, pixels")
 
     def to_roi(self) -> Roi:
         return Roi(self.x, self.y, self.w, self.h)
 
 
 class ModelConfig(_Section):
+    """The network the loop runs."""
+
     path: str | None = Field(
         None, description="a .tflite file; its spec is <model>.yaml beside it; null = the shipped model"
     )
-    threads: int = Field(2, ge=1, le=64, description="interpreter (XNNPACK) threads")
-    interpreter: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = "auto"
+    threads: int = Field(2, ge=1, le=64, description="interpreter (XNNPACK) threads, CPU cores")
+    interpreter: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = Field(
+        "auto", description="TFLite interpreter package; auto = ai_edge_litert, else tflite_runtime, else tensorflow"
+    )
 
 
 class PresenceConfig(_Section):
@@ -118,12 +85,16 @@ class PresenceConfig(_Section):
 
 
 class OverlayConfig(_Section):
-    color: tuple[int, int, int] = Field((0, 220, 255), description="outline/fill colour, B,G,R 0-255")
-    alpha: float = Field(0.3, ge=0, le=1, description="fill opacity (0 = outline only)")
-    thickness: int = Field(2, ge=1, le=20, description="outline width in pixels at full frame size")
-    show_stats: bool = Field(True, description="fps and latency in the status line")
-    stale_after_ms: float = Field(250.0, gt=0, description="a result older than this (capture to draw) is marked STALE")
-    no_signal_after_s: float = Field(1.0, gt=0, description="no frame for this long shows NO SIGNAL")
+    """How the outline and the status line are drawn on the live picture."""
+
+    color: tuple[int, int, int] = Field((0, 220, 255), description="outline/fill colour, B,G,R, each 0-255")
+    alpha: float = Field(0.3, ge=0, le=1, description="fill opacity, 0-1 (0 = outline only)")
+    thickness: int = Field(2, ge=1, le=20, description="outline width, pixels at full frame size")
+    show_stats: bool = Field(True, description="show fps and latency in the status line")
+    stale_after_ms: float = Field(
+        250.0, gt=0, description="a result older than this, milliseconds from capture to draw, is marked STALE"
+    )
+    no_signal_after_s: float = Field(1.0, gt=0, description="no frame for this long, seconds, shows NO SIGNAL")
 
     @field_validator("color")
     @classmethod
@@ -133,35 +104,9 @@ class OverlayConfig(_Section):
         return v
 
 
-class SinkConfig(_Section):
-    spec: str = Field("null", description="fbdev:/dev/fb0 | window | video:out.mp4 | null")
-    fullscreen: bool = Field(True, description="window: borderless full screen")
-    fps: float | None = Field(None, gt=0, le=240, description="video: container frame rate (null = source's, else 30)")
-    # Framebuffer geometry is read from /sys/class/graphics/fbN; these override it
-    # (needed when the target is a plain file, e.g. in tests or a capture of the screen).
-    fb_width: int | None = Field(None, gt=0)
-    fb_height: int | None = Field(None, gt=0)
-    fb_bpp: Literal[16, 32] | None = None
-    fb_stride: int | None = Field(None, gt=0, description="bytes per framebuffer line (default width*bpp/8)")
-
-    @field_validator("spec")
-    @classmethod
-    def _check_spec(cls, v: str) -> str:
-        kind, arg = split_spec(v, SINK_KINDS, "sink")
-        if kind == "video" and not arg:
-            raise ValueError("video sink needs a path, e.g. 'video:out.mp4'")
-        return v
-
-    @property
-    def kind(self) -> str:
-        return split_spec(self.spec, SINK_KINDS, "sink")[0]
-
-    @property
-    def arg(self) -> str:
-        return split_spec(self.spec, SINK_KINDS, "sink")[1]
-
-
 class LoopConfig(_Section):
+    """The processing loop."""
+
     stats_interval_s: float = Field(5.0, gt=0, description="seconds between stats log lines")
     max_frames: int | None = Field(
         None, gt=0, description="stop after this many processed frames (null = run until stopped)"
@@ -169,7 +114,11 @@ class LoopConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """What the log (journal) gets."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="least severe level logged (--log-level overrides it)"
+    )
 
 
 class RecordConfig(_Section):
@@ -179,20 +128,26 @@ class RecordConfig(_Section):
         "off", description="off | always | on-detection (decision 'nerve') | manual (SIGUSR1, or 'r' in a window); "
         "needs roi or profile (or full_frame) unless the source is the phantom"
     )
-    dir: str = Field("/var/lib/nerveseg/recordings", min_length=1, description="one folder per session below this")
+    dir: str = Field(paths.RECORDINGS_DIR, min_length=1, description="folder of the recordings, one folder per "
+                     "session below it (created 0700)")
     pre_roll_s: float = Field(3.0, ge=0, le=60, description="seconds before the trigger kept (ring buffer)")
     post_roll_s: float = Field(3.0, ge=0, le=600, description="seconds recorded after the trigger ends")
     max_gb: float = Field(
-        10.0, gt=0, description="quota for all sessions; the oldest are deleted first; a session is split at a quarter"
+        10.0, gt=0, description="quota for all sessions, gigabytes; the oldest are deleted first; a session is split "
+        "at a quarter"
     )
-    max_days: float = Field(30.0, gt=0, description="sessions older than this are deleted")
+    max_days: float = Field(30.0, gt=0, description="sessions older than this many days are deleted")
     full_frame: bool = Field(
         False, description="also write the whole video-out frame (it may show patient details): full.mp4"
     )
-    max_session_s: float = Field(600.0, gt=0, description="a longer session is closed and a new one begun")
-    min_free_mb: float = Field(200.0, ge=0, description="stop recording when the disk has less free space")
+    max_session_s: float = Field(
+        600.0, gt=0, description="a session longer than this, seconds, is closed and a new one begun"
+    )
+    min_free_mb: float = Field(
+        200.0, ge=0, description="stop recording when the disk has less free space than this, megabytes"
+    )
     queue_frames: int = Field(64, ge=1, le=10000, description="frames waiting for the writer; more are dropped")
-    buffer_mb: float = Field(512.0, gt=0, description="memory cap of the pre-roll ring buffer")
+    buffer_mb: float = Field(512.0, gt=0, description="memory cap of the pre-roll ring buffer, megabytes")
 
 
 class HealthConfig(_Section):
@@ -202,7 +157,7 @@ class HealthConfig(_Section):
         None,
         min_length=1,
         description="JSON status file replaced atomically every interval_s; null = off "
-        "(the appliance config: /run/nerveseg/status.json)",
+        f"(the appliance config: {paths.STATUS_FILE})",
     )
     interval_s: float = Field(2.0, ge=0.1, le=3600, description="seconds between status file and metrics updates")
     metrics_port: int | None = Field(
@@ -218,19 +173,32 @@ class HealthConfig(_Section):
 
 
 class Config(_Section):
-    source: SourceConfig = SourceConfig()
-    roi: RoiConfig | None = Field(None, description="ultrasound image inside the frame; null = whole frame")
+    """The whole file. Each key is a section; a section left out keeps all its defaults."""
+
+    source: SOURCES.annotation = Field(  # type: ignore[valid-type] - a union built from the registry
+        PhantomSourceConfig(),
+        description=f"where frames come from: {{spec: 'kind:arg', ...}} or {{kind: ..., ...}}; kinds: "
+        f"{', '.join(SOURCES.kinds)}",
+    )
+    roi: RoiConfig | None = Field(
+        None, description="ultrasound image inside the video-out frame, pixels; null = whole frame (or the "
+        "phantom's image)"
+    )
     profile: str | None = Field(
         None, description="site profile YAML written by `nerveseg calibrate`; supplies the ROI (then leave roi unset)"
     )
-    model: ModelConfig = ModelConfig()
-    presence: PresenceConfig = PresenceConfig()
-    overlay: OverlayConfig = OverlayConfig()
-    sink: SinkConfig = SinkConfig()
-    loop: LoopConfig = LoopConfig()
-    logging: LoggingConfig = LoggingConfig()
-    record: RecordConfig = RecordConfig()
-    health: HealthConfig = HealthConfig()
+    model: ModelConfig = Field(ModelConfig(), description="the network and its interpreter")
+    presence: PresenceConfig = Field(PresenceConfig(), description="when the outline appears and disappears")
+    overlay: OverlayConfig = Field(OverlayConfig(), description="how the outline and status line are drawn")
+    sink: SINKS.annotation = Field(  # type: ignore[valid-type] - a union built from the registry
+        NullSinkConfig(),
+        description=f"where annotated frames go: {{spec: 'kind:arg', ...}} or {{kind: ..., ...}}; kinds: "
+        f"{', '.join(SINKS.kinds)}",
+    )
+    loop: LoopConfig = Field(LoopConfig(), description="the processing loop: stats interval, frame limit")
+    logging: LoggingConfig = Field(LoggingConfig(), description="log level")
+    record: RecordConfig = Field(RecordConfig(), description="recording for review")
+    health: HealthConfig = Field(HealthConfig(), description="status file, metrics and systemd watchdog")
 
     @field_validator("profile")
     @classmethod
@@ -243,43 +211,101 @@ class Config(_Section):
         return v
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Field names of the (nested) model at ``loc`` minus its last element, or None."""
+def _flat_types(tp: Any) -> list[Any]:
+    """The types a field may hold, with Optional/Union/Annotated/list layers taken off."""
+    if get_origin(tp) is Annotated:
+        return _flat_types(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType, list):
+        return [t for arg in get_args(tp) for t in _flat_types(arg)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _field_target(field: FieldInfo) -> Any:
+    """What an error location steps into below ``field``: a model class, ``{tag: model}`` for a union of
+    models (pydantic puts the tag, or the model's name, into the location), or None."""
+    members = [t for t in _flat_types(field.annotation) if _is_model(t)]
+    if len(members) <= 1:
+        return members[0] if members else None
+    disc = field.discriminator if isinstance(field.discriminator, str) else None
+    choices: dict[str, type[BaseModel]] = {}
+    for m in members:
+        if disc and disc in m.model_fields:
+            choices[str(m.model_fields[disc].default)] = m
+        choices.setdefault(m.__name__, m)
+    return choices
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], Any, str | None]:
+    """Follow an error location through the models.
+
+    Returns the key path as the reader wrote it (union tags left out), the model whose key the last
+    element is (None when unknown), and the tag that picked that model out of a union (e.g. 'file').
+    """
+    parts: list[str] = []
     cur: Any = model
-    for part in loc[:-1]:
-        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
-            return None
-        ann = cur.model_fields[part].annotation
-        # unwrap Optional[Model]
-        for cand in getattr(ann, "__args__", (ann,)):
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                ann = cand
-                break
-        cur = ann
-    if isinstance(cur, type) and issubclass(cur, BaseModel):
-        return list(cur.model_fields)
-    return None
+    tag: str | None = None
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict):
+            if str(part) in cur:
+                tag, cur = str(part), cur[str(part)]
+                continue
+            cur = None
+        parts.append(str(part))
+        if i == len(loc) - 1:
+            break
+        if isinstance(part, int):
+            continue  # a list index: the items are of the type already reached
+        if _is_model(cur) and part in cur.model_fields:
+            cur, tag = _field_target(cur.model_fields[part]), None
+        else:
+            cur, tag = None, None
+    return parts, (cur if _is_model(cur) else None), tag
+
+
+def _unknown_key(path: str, key: str, container: type[BaseModel] | None, tag: str | None) -> str:
+    if container is not None and issubclass(container, KindSection) and tag is not None:
+        registry = KIND_SECTIONS.get(container.section)
+        what = f"the {tag} {container.section}"
+        owners = registry.kind_of_key(key) if registry is not None else []
+        where = f" ({key} belongs to {', '.join(owners)})" if owners else ""
+        return f"{path}: unknown key for {what}{where}; allowed keys for {what}: {', '.join(container.input_keys())}"
+    if container is not None:
+        return f"{path}: unknown key; allowed keys here: {', '.join(container.model_fields)}"
+    return f"{path}: unknown key"
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel] = Config) -> list[str]:
-    """One line per pydantic error: ``key.path: bad value -> what is allowed``."""
+    """One line per pydantic error: ``key.path: got <bad value>: <what is allowed>``.
+
+    Locations are given as the file's keys: a union's tag (``source.file.fourcc``) is left out of
+    the path and named in the message instead (``unknown key for a file source``).
+    """
     lines = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        parts, container, tag = _walk(model, loc)
+        if e["type"] == KEY_ERROR:  # raised on a whole section about one of its keys (edge.sections)
+            ctx = e.get("ctx") or {}
+            parts = parts + [ctx["key"]] if ctx.get("key") else parts
+            path = ".".join(parts) or "(top level)"
+            lines.append(f"{path}: got {ctx.get('value')!r}: {ctx.get('reason', e['msg'])}")
+            continue
+        path = ".".join(parts) or "(top level)"
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc)
-            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{path}: unknown key{hint}")
+            lines.append(_unknown_key(path, str(loc[-1]), container, tag))
             continue
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        value = e.get("input")
         if e["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
+            picked = tag is not None and container is not None and issubclass(container, KindSection)
+            lines.append(f"{path}: required key is missing" + (f" for the {tag} {container.section}" if picked else ""))
         else:
-            lines.append(f"{path}: got {value!r}: {msg}")
+            lines.append(f"{path}: got {e.get('input')!r}: {msg}")
     return lines
 
 
@@ -339,10 +365,31 @@ def with_overrides(cfg: Config, **sections: dict[str, Any]) -> Config:
     """Return a copy of ``cfg`` with keys of some sections replaced, validated again.
 
     Used for command-line overrides (``--source``, ``--model``, ``--frames``) so they
-    get the same checks and messages as the file.
+    get the same checks and messages as the file. For ``source`` and ``sink``, a
+    ``spec`` (or ``kind``) among the values replaces the kind and its argument; of
+    the section's other keys, those the new kind also has are kept (``--source
+    file:clip.mp4`` on a config with a 1920x1080 capture plays the clip at 1920x1080),
+    the others are dropped. The values given are checked against the new kind:
+    a key it does not have is an error, as in the file.
     """
     data = cfg.model_dump()
     for name, values in sections.items():
-        if values:
-            data[name] = {**(data.get(name) or {}), **values}
+        if not values:
+            continue
+        current = dict(data.get(name) or {})
+        registry = KIND_SECTIONS.get(name)
+        if registry is not None and ("spec" in values or "kind" in values):
+            current = _kept_for_new_kind(registry, current, values)
+        data[name] = {**current, **values}
     return parse_config(data, "<command line>")
+
+
+def _kept_for_new_kind(registry: Registry, current: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Keys of ``current`` that still apply once ``values`` name the kind (with its argument)."""
+    try:
+        kind = registry.pick_kind(values)["kind"]
+    except PydanticCustomError:
+        return {}  # a bad spec or kind: the validation that follows names it
+    model = registry[kind].config
+    dropped = {"kind", model.spec_arg}
+    return {k: v for k, v in current.items() if k in model.model_fields and k not in dropped}

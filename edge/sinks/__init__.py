@@ -1,43 +1,49 @@
-"""Output sinks: where annotated frames go. `open_sink` builds one from the config.
+"""Output sinks: where annotated frames go. `SINKS` is the table of kinds; `open_sink` builds one.
 
 Each kind lives in its own module and is imported only when asked for, so a box
-without a display never touches highgui and importing this package opens nothing.
+without a display never touches highgui, and importing this package opens
+nothing and loads no OpenCV. Each implementation takes its kind's config model
+(`edge.sinks.settings`).
+
+Kinds (``sink.spec`` shorthand, or ``sink.kind`` with the keys of that kind):
+    fbdev[:/dev/fbN]   the console framebuffer (`edge.sinks.fbdev`)
+    window             an OpenCV window (`edge.sinks.window`)
+    video:PATH         an mp4 file (`edge.sinks.video`)
+    null               nothing (`edge.sinks.null`)
 """
 
 from __future__ import annotations
 
-from edge.config import SinkConfig
+from edge.sections import Registered, Registry
 from edge.sinks.base import Sink, SinkBase
+from edge.sinks.settings import (
+    DEFAULT_VIDEO_FPS,
+    FbdevSinkConfig,
+    NullSinkConfig,
+    SinkConfig,
+    VideoSinkConfig,
+    WindowSinkConfig,
+)
 
-__all__ = ["Sink", "SinkBase", "open_sink"]
+__all__ = ["Sink", "SinkBase", "SinkConfig", "SINKS", "open_sink"]
 
-DEFAULT_VIDEO_FPS = 30.0
+#: kind -> (config model, implementation module, class); the implementation takes its kind's model
+SINKS = Registry("sink", default="null", entries={
+    "fbdev": Registered(FbdevSinkConfig, "edge.sinks.fbdev", "FramebufferSink"),
+    "window": Registered(WindowSinkConfig, "edge.sinks.window", "WindowSink"),
+    "video": Registered(VideoSinkConfig, "edge.sinks.video", "VideoSink"),
+    "null": Registered(NullSinkConfig, "edge.sinks.null", "NullSink"),
+})
 
 
 def open_sink(cfg: SinkConfig, fps_hint: float | None = None) -> Sink:
-    """Open the sink ``cfg.spec`` names.
+    """Open the sink ``cfg`` (one kind's model) describes.
 
     fps_hint: the source's nominal rate, used as the video file's rate when
         ``cfg.fps`` is not set (else 30).
     Raises `edge.errors.SinkError` when the output cannot be opened.
     """
-    kind, arg = cfg.kind, cfg.arg
-    if kind == "fbdev":
-        from edge.sinks.fbdev import FramebufferSink
-
-        return FramebufferSink(
-            arg or "/dev/fb0", width=cfg.fb_width, height=cfg.fb_height, bpp=cfg.fb_bpp, stride=cfg.fb_stride
-        )
-    if kind == "window":
-        from edge.sinks.window import WindowSink
-
-        return WindowSink(fullscreen=cfg.fullscreen)
-    if kind == "video":
-        from edge.sinks.video import VideoSink
-
-        return VideoSink(arg, cfg.fps or fps_hint or DEFAULT_VIDEO_FPS)
-    if kind == "null":
-        from edge.sinks.null import NullSink
-
-        return NullSink()
-    raise ValueError(f"unknown sink kind {kind!r}")  # unreachable: SinkConfig validates the spec
+    if isinstance(cfg, VideoSinkConfig) and cfg.fps is None:
+        # The container needs a rate before the first frame: the source's, when the config leaves it open.
+        cfg = cfg.model_copy(update={"fps": fps_hint or DEFAULT_VIDEO_FPS})
+    return SINKS[cfg.kind].load()(cfg)

@@ -28,12 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge import paths
 from edge.errors import SinkError
 from edge.sinks.base import SinkBase
+from edge.sinks.settings import FbdevSinkConfig
 
 logger = logging.getLogger(__name__)
 
-SYSFS_GRAPHICS = Path("/sys/class/graphics")  # where /dev/fbN describes itself; tests pass a fake one
+SYSFS_GRAPHICS = Path(paths.SYSFS_GRAPHICS)  # where /dev/fbN describes itself; tests pass a fake one
 
 _FB_NAME = re.compile(r"^fb(\d+)$")
 _MODE = re.compile(r"(\d+)x(\d+)")
@@ -80,8 +82,8 @@ def _read_sysfs(fb_dir: Path) -> dict[str, int]:
 class FramebufferSink(SinkBase):
     """Writes frames into a Linux framebuffer device or a pre-sized file.
 
-    path: /dev/fbN (geometry from ``sysfs_root``/fbN) or any file.
-    width, height: framebuffer pixels; bpp: 16 or 32; stride: bytes per line
+    cfg.device: /dev/fbN (geometry from ``sysfs_root``/fbN) or any file.
+    cfg.width, cfg.height: framebuffer pixels; cfg.bpp: 16 or 32; cfg.stride: bytes per line
         (default ``width * bpp // 8``). Each given value overrides sysfs; for a path
         that is not /dev/fbN, width, height and bpp are required.
     sysfs_root: folder holding fbN/ geometry folders (a parameter so tests can fake it).
@@ -90,22 +92,16 @@ class FramebufferSink(SinkBase):
     is first seen and reused; ``show`` does not keep a reference to its argument.
     """
 
-    def __init__(
-        self,
-        path: str | Path = "/dev/fb0",
-        width: int | None = None,
-        height: int | None = None,
-        bpp: int | None = None,
-        stride: int | None = None,
-        sysfs_root: str | Path = SYSFS_GRAPHICS,
-    ):
-        self.path = Path(path)
+    def __init__(self, cfg: FbdevSinkConfig | None = None, sysfs_root: str | Path = SYSFS_GRAPHICS):
+        cfg = cfg or FbdevSinkConfig()
+        self.cfg = cfg
+        self.path = Path(cfg.device)
         geo: dict[str, int] = {}
         m = _FB_NAME.match(self.path.name)
         fb_dir = Path(sysfs_root) / self.path.name if m else None
         if fb_dir is not None and fb_dir.is_dir():
             geo = _read_sysfs(fb_dir)
-        for key, val in (("width", width), ("height", height), ("bpp", bpp), ("stride", stride)):
+        for key, val in (("width", cfg.width), ("height", cfg.height), ("bpp", cfg.bpp), ("stride", cfg.stride)):
             if val is not None:
                 geo[key] = int(val)
         missing = [k for k in ("width", "height", "bpp") if k not in geo]
@@ -115,7 +111,7 @@ class FramebufferSink(SinkBase):
             )
             raise SinkError(
                 f"framebuffer {self.path}: unknown {', '.join(missing)} ({where}); "
-                "give them explicitly (sink.fb_width, sink.fb_height, sink.fb_bpp)"
+                "give them explicitly (sink.width, sink.height, sink.bpp)"
             )
         self.width, self.height, self.bpp = geo["width"], geo["height"], geo["bpp"]
         if self.width <= 0 or self.height <= 0:

@@ -14,23 +14,24 @@ import numpy as np
 
 from edge.errors import SinkError
 from edge.sinks.base import SinkBase
+from edge.sinks.settings import DEFAULT_VIDEO_FPS, VideoSinkConfig
 
 logger = logging.getLogger(__name__)
 
 
 class VideoSink(SinkBase):
-    """Appends frames to an MPEG-4 ('mp4v') file at ``fps`` frames per second (container rate).
+    """Appends frames to an MPEG-4 ('mp4v') file ``cfg.path`` at ``cfg.fps`` frames per second (container
+    rate; unset: 30 — `edge.sinks.open_sink` fills in the source's rate first).
 
     The writer opens on the first frame with that frame's size; later frames of another
     size are resized to it (logged once). The parent folder must exist; an existing file
     is overwritten. ``close()`` finalises the file: without it the mp4 is unreadable.
     """
 
-    def __init__(self, path: str | Path, fps: float):
-        self.path = Path(path)
-        if not fps or fps <= 0:
-            raise SinkError(f"video sink {self.path}: fps must be > 0, got {fps}")
-        self.fps = float(fps)
+    def __init__(self, cfg: VideoSinkConfig):
+        self.cfg = cfg
+        self.path = Path(cfg.path)
+        self.fps = float(cfg.fps or DEFAULT_VIDEO_FPS)  # the model already requires fps > 0
         parent = self.path.parent
         if not parent.is_dir():
             raise SinkError(f"video sink {self.path}: folder {parent} does not exist")

@@ -17,6 +17,7 @@ import numpy as np
 from edge.control import QUIT, RECORD_TOGGLE
 from edge.errors import SinkError
 from edge.sinks.base import SinkBase
+from edge.sinks.settings import WindowSinkConfig
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,14 @@ class WindowSink(SinkBase):
     """Shows frames in a (full-screen) OpenCV window; 'q' or Esc, or closing the window, gives the command
     "quit"; 'r' gives "record_toggle" (manual recording on/off). `take_commands` hands them to the loop.
 
+    cfg.fullscreen: borderless full screen. title: the window's title (review windows name their session).
     Each ``show`` pumps the GUI event loop with ``cv2.waitKey(1)`` (~1 ms at least).
     """
 
-    def __init__(self, fullscreen: bool = True, title: str = "nerveseg"):
+    def __init__(self, cfg: WindowSinkConfig | None = None, title: str = "nerveseg"):
+        self.cfg = cfg or WindowSinkConfig()
         self.title = title
-        self.fullscreen = fullscreen
+        self.fullscreen = self.cfg.fullscreen
         self._commands: list[str] = []  # typed since the last take_commands (a few per second at most)
         self._open = False
         backend = gui_backend()
@@ -67,7 +70,7 @@ class WindowSink(SinkBase):
             raise SinkError(f"no display: neither $DISPLAY nor $WAYLAND_DISPLAY is set; {_NO_GUI_HINT}")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-            if fullscreen:
+            if self.fullscreen:
                 cv2.setWindowProperty(title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         except cv2.error as e:
             raise SinkError(f"cannot open an OpenCV window ({getattr(e, 'err', e)}); {_NO_GUI_HINT}") from None

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.config import SourceConfig
 from edge.errors import SourceError, SourceExhausted
 from edge.sources.base import SourceBase
+from edge.sources.settings import FileSourceConfig
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def output_size(src_w: int, src_h: int, width: int | None, height: int | None) -
 class VideoFileSource(SourceBase):
     """Frames of a video file.
 
-    cfg.arg: the file. cfg.pace: deliver at ``cfg.fps`` if set, else the file's own
+    cfg.path: the file. cfg.pace: deliver at ``cfg.fps`` if set, else the file's own
     rate (True), or as fast as decoded (False). cfg.loop: start over at the end
     (seek to frame 0; reopen if the seek fails) instead of raising `SourceExhausted`
     after the last frame. cfg.width/height: resize every frame (INTER_LINEAR).
@@ -51,10 +51,10 @@ class VideoFileSource(SourceBase):
     decodable video.
     """
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: FileSourceConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.path = Path(cfg.arg).expanduser()
+        self.path = Path(cfg.path).expanduser()
         if not self.path.is_file():
             raise SourceError(f"video file not found: {self.path}")
         self._cap = self._open()

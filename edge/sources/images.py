@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.config import SourceConfig
 from edge.errors import SourceError, SourceExhausted
 from edge.sources.base import SourceBase
+from edge.sources.settings import ImagesSourceConfig
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def list_images(folder: Path) -> list[Path]:
 class ImageFolderSource(SourceBase):
     """Frames from the images of one folder, in natural order.
 
-    cfg.arg: the folder. cfg.fps with cfg.pace: deliver at that rate; without fps,
+    cfg.path: the folder. cfg.fps with cfg.pace: deliver at that rate; without fps,
     unpaced. cfg.loop: start over after the last image instead of raising
     `SourceExhausted`.
 
@@ -53,10 +53,10 @@ class ImageFolderSource(SourceBase):
     files replicated to 3 channels), a new array per frame, at the file's own size.
     """
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: ImagesSourceConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.folder = Path(cfg.arg).expanduser()
+        self.folder = Path(cfg.path).expanduser()
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
         self.paths = list_images(self.folder)

@@ -34,8 +34,8 @@ import math
 import cv2
 import numpy as np
 
-from edge.config import SourceConfig
 from edge.sources.base import SourceBase
+from edge.sources.settings import PhantomSourceConfig
 from edge.types import Frame, Roi
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class PhantomSource(SourceBase):
     Frames: HxWx3 uint8 BGR (gray replicated), a new array per frame. Never ends.
     """
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: PhantomSourceConfig | None = None) -> None:
+        cfg = cfg or PhantomSourceConfig()
         super().__init__()
         self.cfg = cfg
         self.seed = int(cfg.seed)

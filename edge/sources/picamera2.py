@@ -27,9 +27,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import SourceConfig
 from edge.errors import SourceError
 from edge.sources.base import ReconnectingSource, Reconnector
+from edge.sources.settings import Picamera2SourceConfig
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _import_picamera2() -> Any:
 class Picamera2Source(ReconnectingSource):
     """Frames from a libcamera camera (the TC358743 bridge) via picamera2.
 
-    cfg.arg: camera number (``picamera2:1``); empty = 0.
+    cfg.camera: camera number (``picamera2:1``; 0 = the first).
     cfg.width/height: main stream size; set them to the HDMI input's mode (unset: picamera2's
     video default, 1280x720). cfg.fps: the FrameRate control.
     cfg.retry_max_s: ceiling of the reconnect backoff.
@@ -68,13 +68,10 @@ class Picamera2Source(ReconnectingSource):
     OpenCV's BGR already.
     """
 
-    def __init__(self, cfg: SourceConfig, camera_factory: Callable[[int], Any] | None = None) -> None:
+    def __init__(self, cfg: Picamera2SourceConfig, camera_factory: Callable[[int], Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        arg = cfg.arg.strip()
-        if arg and not arg.isdigit():
-            raise SourceError(f"picamera2 source takes a camera number (picamera2:0), got {arg!r}")
-        self.camera_num = int(arg) if arg else 0
+        self.camera_num = cfg.camera
         self._factory = camera_factory or _import_picamera2()
         self._name = f"picamera2:{self.camera_num}"
         self._retry = Reconnector(self._name, cfg.retry_max_s)

@@ -24,13 +24,14 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from edge.config import SourceConfig
+from edge.paths import DEFAULT_V4L2_DEVICE
 from edge.sources.base import ReconnectingSource, Reconnector
+from edge.sources.settings import V4L2SourceConfig
 from edge.types import Frame
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DEVICE = "/dev/video0"
+DEFAULT_DEVICE = DEFAULT_V4L2_DEVICE
 # Consecutive failed reads before the device is treated as gone. One corrupt MJPEG
 # frame (OpenCV turns bad JPEG data into a failed read) must not cost a reopen;
 # an unplugged device fails instantly, so three failures take microseconds.
@@ -56,7 +57,7 @@ def _fourcc_text(value: float) -> str:
     return text if text.isprintable() else "?"
 
 
-def open_v4l2(device: str | int, cfg: SourceConfig) -> cv2.VideoCapture:
+def open_v4l2(device: str | int, cfg: V4L2SourceConfig) -> cv2.VideoCapture:
     """Open ``device`` with the V4L2 backend and request format, size, rate and a 1-frame buffer.
 
     Returns the capture even when it did not open (``isOpened()`` False); the
@@ -84,7 +85,7 @@ def open_v4l2(device: str | int, cfg: SourceConfig) -> cv2.VideoCapture:
 class V4L2Source(ReconnectingSource):
     """Frames from a V4L2 device, reconnecting forever.
 
-    cfg.arg: device path (``/dev/video0``) or index (``0``); empty = /dev/video0.
+    cfg.device: device path (``/dev/video0``) or index (``0``).
     cfg.width/height/fps/fourcc: requested mode (see `open_v4l2`).
     cfg.retry_max_s: ceiling of the reconnect backoff.
 
@@ -97,10 +98,10 @@ class V4L2Source(ReconnectingSource):
     buffer), at whatever size the device delivers.
     """
 
-    def __init__(self, cfg: SourceConfig, opener: Callable[[], cv2.VideoCapture] | None = None) -> None:
+    def __init__(self, cfg: V4L2SourceConfig, opener: Callable[[], cv2.VideoCapture] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.device = parse_device(cfg.arg)
+        self.device = parse_device(cfg.device)
         self._opener = opener or (lambda: open_v4l2(self.device, cfg))
         self._name = f"v4l2:{self.device}"
         self._retry = Reconnector(self._name, cfg.retry_max_s)

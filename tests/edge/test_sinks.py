@@ -11,17 +11,22 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import SinkConfig
 from edge.errors import SinkError
 from edge.sinks import Sink, open_sink
 from edge.sinks import fbdev as fbdev_mod
 from edge.sinks import window as window_mod
 from edge.sinks.fbdev import FramebufferSink
 from edge.sinks.null import NullSink
+from edge.sinks.settings import FbdevSinkConfig, SinkConfig, VideoSinkConfig, WindowSinkConfig
 from edge.sinks.video import VideoSink
 from edge.sinks.window import WindowSink
 
 FILL = 0xAB  # initial file content: shows which bytes the sink wrote
+
+
+def fb(path: Path, **geometry) -> FbdevSinkConfig:
+    """The sink config for framebuffer ``path`` (a device or a plain file) with explicit geometry."""
+    return FbdevSinkConfig(device=str(path), **geometry)
 
 
 def fb_file(tmp_path: Path, width: int, height: int, bpp: int, stride: int | None = None, name: str = "fb.raw"):
@@ -79,7 +84,7 @@ def test_fbdev_32bpp_with_stride_padding(tmp_path, fb_w, fb_h, src_w, src_h):
     stride = fb_w * 4 + 64
     path, _ = fb_file(tmp_path, fb_w, fb_h, 32, stride)
     frame = test_frame(src_h, src_w)
-    with FramebufferSink(path, width=fb_w, height=fb_h, bpp=32, stride=stride) as sink:
+    with FramebufferSink(fb(path, width=fb_w, height=fb_h, bpp=32, stride=stride)) as sink:
         sink.show(frame)
         x, y, w, h = expected_rect(fb_w, fb_h, src_w, src_h)
         assert sink.picture_rect == (x, y, w, h)
@@ -100,7 +105,7 @@ def test_fbdev_16bpp_rgb565(tmp_path):
     fb_w, fb_h, stride = 240, 100, 240 * 2 + 32
     path, _ = fb_file(tmp_path, fb_w, fb_h, 16, stride)
     frame = test_frame(120, 160)
-    sink = FramebufferSink(path, width=fb_w, height=fb_h, bpp=16, stride=stride)
+    sink = FramebufferSink(fb(path, width=fb_w, height=fb_h, bpp=16, stride=stride))
     sink.show(frame)
     x, y, w, h = sink.picture_rect
     assert (x, y, w, h) == expected_rect(fb_w, fb_h, 160, 120)
@@ -120,7 +125,7 @@ def test_fbdev_16bpp_rgb565(tmp_path):
 def test_fbdev_bars_are_written_once_and_again_on_a_new_size(tmp_path):
     fb_w, fb_h = 200, 100
     path, stride = fb_file(tmp_path, fb_w, fb_h, 32)
-    sink = FramebufferSink(path, width=fb_w, height=fb_h, bpp=32)
+    sink = FramebufferSink(fb(path, width=fb_w, height=fb_h, bpp=32))
     sink.show(test_frame(120, 160))
     x = sink.picture_rect[0]
     assert x > 0
@@ -140,27 +145,29 @@ def test_fbdev_file_too_small(tmp_path):
     path = tmp_path / "fb.raw"
     path.write_bytes(b"\0" * 1000)
     with pytest.raises(SinkError, match=r"1000 bytes.*80000 bytes"):
-        FramebufferSink(path, width=200, height=100, bpp=32)
+        FramebufferSink(fb(path, width=200, height=100, bpp=32))
     assert path.stat().st_size == 1000, "the sink must not grow the file"
 
 
 @pytest.mark.parametrize("bpp", [8, 24])
 def test_fbdev_unsupported_bpp(tmp_path, bpp):
-    path, _ = fb_file(tmp_path, 64, 48, 32)
+    # The config allows only 16 and 32 (tests/edge/test_config.py); a framebuffer's sysfs may say anything.
+    sysfs = fake_sysfs(tmp_path / "sys", 4, {"virtual_size": "64,48", "bits_per_pixel": str(bpp)})
+    path, _ = fb_file(tmp_path, 64, 48, 32, name="fb4")
     with pytest.raises(SinkError, match=rf"{bpp} bits per pixel.*16.*32"):
-        FramebufferSink(path, width=64, height=48, bpp=bpp)
+        FramebufferSink(fb(path), sysfs_root=sysfs)
 
 
 def test_fbdev_plain_file_needs_explicit_geometry(tmp_path):
     path, _ = fb_file(tmp_path, 64, 48, 32)
     with pytest.raises(SinkError, match=r"unknown height, bpp"):
-        FramebufferSink(path, width=64)
+        FramebufferSink(fb(path, width=64))
 
 
 def test_fbdev_stride_smaller_than_a_row(tmp_path):
     path, _ = fb_file(tmp_path, 64, 48, 32)
     with pytest.raises(SinkError, match="stride 100"):
-        FramebufferSink(path, width=64, height=48, bpp=32, stride=100)
+        FramebufferSink(fb(path, width=64, height=48, bpp=32, stride=100))
 
 
 def fake_sysfs(root: Path, n: int, files: dict[str, str]) -> Path:
@@ -176,7 +183,7 @@ def test_fbdev_geometry_from_sysfs(tmp_path):
     dev = tmp_path / "dev"
     dev.mkdir()
     path, _ = fb_file(dev, 200, 100, 16, 448, name="fb1")
-    sink = FramebufferSink(path, sysfs_root=sysfs)
+    sink = FramebufferSink(fb(path), sysfs_root=sysfs)
     assert (sink.width, sink.height, sink.bpp, sink.stride) == (200, 100, 16, 448)
     assert "200x100 16bpp stride 448" in sink.describe()
     sink.show(test_frame(100, 200))
@@ -189,7 +196,7 @@ def test_fbdev_geometry_from_sysfs(tmp_path):
 def test_fbdev_explicit_values_override_sysfs(tmp_path):
     sysfs = fake_sysfs(tmp_path / "sys", 0, {"virtual_size": "200,100", "bits_per_pixel": "16", "stride": "400"})
     path, _ = fb_file(tmp_path, 200, 100, 32, name="fb0")
-    sink = FramebufferSink(path, bpp=32, stride=800, sysfs_root=sysfs)
+    sink = FramebufferSink(fb(path, bpp=32, stride=800), sysfs_root=sysfs)
     assert (sink.width, sink.height, sink.bpp, sink.stride) == (200, 100, 32, 800)
     sink.close()
 
@@ -198,7 +205,7 @@ def test_fbdev_visible_mode_smaller_than_virtual_size(tmp_path):
     # A double-buffered framebuffer: 200x200 virtual, 200x100 shown.
     sysfs = fake_sysfs(tmp_path / "sys", 2, {"virtual_size": "200,200", "mode": "U:200x100p-0", "bits_per_pixel": "32"})
     path, _ = fb_file(tmp_path, 200, 200, 32, name="fb2")
-    sink = FramebufferSink(path, sysfs_root=sysfs)
+    sink = FramebufferSink(fb(path), sysfs_root=sysfs)
     assert (sink.width, sink.height, sink.stride) == (200, 100, 800)
     sink.close()
 
@@ -206,7 +213,7 @@ def test_fbdev_visible_mode_smaller_than_virtual_size(tmp_path):
 def test_fbdev_missing_sysfs_names_what_is_missing(tmp_path):
     path, _ = fb_file(tmp_path, 64, 48, 32, name="fb3")
     with pytest.raises(SinkError, match=r"width, height, bpp.*fb3"):
-        FramebufferSink(path, sysfs_root=tmp_path / "nowhere")
+        FramebufferSink(fb(path), sysfs_root=tmp_path / "nowhere")
 
 
 def test_fbdev_permission_denied_hints_the_video_group(tmp_path, monkeypatch):
@@ -217,17 +224,17 @@ def test_fbdev_permission_denied_hints_the_video_group(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fbdev_mod.os, "open", denied)  # works as root too, where chmod would not
     with pytest.raises(SinkError, match=r"permission denied.*'video' group"):
-        FramebufferSink(path, width=64, height=48, bpp=32)
+        FramebufferSink(fb(path, width=64, height=48, bpp=32))
 
 
 def test_fbdev_missing_device(tmp_path):
     with pytest.raises(SinkError, match="no framebuffer"):
-        FramebufferSink(tmp_path / "fb9", width=64, height=48, bpp=32, sysfs_root=tmp_path)
+        FramebufferSink(fb(tmp_path / "fb9", width=64, height=48, bpp=32), sysfs_root=tmp_path)
 
 
 def test_fbdev_show_after_close(tmp_path):
     path, _ = fb_file(tmp_path, 64, 48, 32)
-    sink = FramebufferSink(path, width=64, height=48, bpp=32)
+    sink = FramebufferSink(fb(path, width=64, height=48, bpp=32))
     sink.close()
     sink.close()
     with pytest.raises(SinkError, match="closed"):
@@ -255,7 +262,7 @@ def read_video(path: Path) -> tuple[int, tuple[int, int], float, list[np.ndarray
 def test_video_sink_writes_a_readable_mp4(tmp_path):
     path = tmp_path / "out.mp4"
     frame = test_frame(120, 160)
-    with VideoSink(path, 15.0) as sink:
+    with VideoSink(VideoSinkConfig(path=str(path), fps=15.0)) as sink:
         for _ in range(12):
             sink.show(frame)
         assert sink.frames_written == 12
@@ -268,7 +275,7 @@ def test_video_sink_writes_a_readable_mp4(tmp_path):
 
 def test_video_sink_resizes_a_changed_frame_size(tmp_path, caplog):
     path = tmp_path / "out.mp4"
-    sink = VideoSink(path, 10.0)
+    sink = VideoSink(VideoSinkConfig(path=str(path), fps=10.0))
     with caplog.at_level(logging.WARNING, logger="edge.sinks.video"):
         for _ in range(3):
             sink.show(test_frame(120, 160))
@@ -282,11 +289,11 @@ def test_video_sink_resizes_a_changed_frame_size(tmp_path, caplog):
 
 def test_video_sink_needs_an_existing_folder(tmp_path):
     with pytest.raises(SinkError, match=str(tmp_path / "missing")):
-        VideoSink(tmp_path / "missing" / "out.mp4", 30.0)
+        VideoSink(VideoSinkConfig(path=str(tmp_path / "missing" / "out.mp4"), fps=30.0))
 
 
 def test_video_sink_closed(tmp_path):
-    sink = VideoSink(tmp_path / "out.mp4", 30.0)
+    sink = VideoSink(VideoSinkConfig(path=str(tmp_path / "out.mp4"), fps=30.0))
     sink.close()
     sink.close()
     with pytest.raises(SinkError, match="closed"):
@@ -328,6 +335,19 @@ def test_window_sink_cv2_error_becomes_sink_error(monkeypatch):
         WindowSink()
 
 
+def test_window_sink_takes_its_config(monkeypatch):
+    calls = []
+    monkeypatch.setattr(window_mod, "gui_backend", lambda: "GTK3")
+    monkeypatch.setattr(window_mod, "_has_display", lambda: True)
+    monkeypatch.setattr(window_mod.cv2, "namedWindow", lambda *a: calls.append(("named", *a)))
+    monkeypatch.setattr(window_mod.cv2, "setWindowProperty", lambda *a: calls.append(("property", *a)))
+    sink = WindowSink(WindowSinkConfig(fullscreen=False), title="review")
+    assert calls == [("named", "review", cv2.WINDOW_NORMAL)] and not sink.fullscreen
+    calls.clear()
+    sink = WindowSink(SinkConfig(spec="window"))
+    assert calls[1] == ("property", "nerveseg", cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN) and sink.fullscreen
+
+
 # ---------------------------------------------------------------- null and factory
 
 
@@ -343,9 +363,10 @@ def test_open_sink_kinds(tmp_path, monkeypatch):
     assert isinstance(null, NullSink) and isinstance(null, Sink)
 
     path, _ = fb_file(tmp_path, 64, 48, 16)
-    fb = open_sink(SinkConfig(spec=f"fbdev:{path}", fb_width=64, fb_height=48, fb_bpp=16))
-    assert isinstance(fb, FramebufferSink) and isinstance(fb, Sink) and fb.bpp == 16
-    fb.close()
+    fbs = open_sink(SinkConfig(spec=f"fbdev:{path}", width=64, height=48, bpp=16))
+    assert isinstance(fbs, FramebufferSink) and isinstance(fbs, Sink) and fbs.bpp == 16
+    assert fbs.cfg == fb(path, width=64, height=48, bpp=16)  # the sink keeps its own typed config
+    fbs.close()
 
     for cfg_fps, hint, want in ((None, 19.0, 19.0), (None, None, 30.0), (10.0, 19.0, 10.0)):
         video = open_sink(SinkConfig(spec=f"video:{tmp_path / 'a.mp4'}", fps=cfg_fps), fps_hint=hint)
@@ -361,9 +382,10 @@ def test_open_sink_kinds(tmp_path, monkeypatch):
 def test_importing_sinks_opens_nothing_and_loads_no_backend():
     code = (
         "import sys, edge.sinks; "
-        "print(sorted(m for m in sys.modules if m.startswith('edge.sinks.') and m != 'edge.sinks.base'))"
+        "print(sorted(m for m in sys.modules if m.startswith('edge.sinks.') and m != 'edge.sinks.base')); "
+        "assert 'cv2' not in sys.modules"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
     )
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "['edge.sinks.settings']"  # the config models: pydantic only

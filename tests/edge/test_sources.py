@@ -8,6 +8,7 @@ real clip); the Kaggle full-resolution frames feed the image-folder source.
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 import subprocess
 import sys
@@ -18,13 +19,20 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import SourceConfig
 from edge.errors import SourceError, SourceExhausted
-from edge.sources import FrameSource, open_source, source_spec_from_arg
+from edge.sources import SOURCES, FrameSource, open_source, source_spec_from_arg
 from edge.sources.file import VideoFileSource
 from edge.sources.images import ImageFolderSource, natural_key
 from edge.sources.phantom import IMAGE_H, IMAGE_W, PhantomSource
 from edge.sources.picamera2 import INSTALL_HINT, Picamera2Source
+from edge.sources.settings import (
+    FileSourceConfig,
+    ImagesSourceConfig,
+    PhantomSourceConfig,
+    Picamera2SourceConfig,
+    SourceConfig,
+    V4L2SourceConfig,
+)
 from edge.sources.v4l2 import V4L2Source, parse_device
 from edge.types import Roi
 
@@ -62,8 +70,8 @@ def short_clip_frames(short_clip: Path) -> list[np.ndarray]:
     return decode_all(short_clip)
 
 
-def file_cfg(path: Path, **kw) -> SourceConfig:
-    return SourceConfig(spec=f"file:{path}", **kw)
+def file_cfg(path: Path, **kw) -> FileSourceConfig:
+    return FileSourceConfig(path=str(path), **kw)
 
 
 # ------------------------------------------------------------------------------------------------------ file source
@@ -644,26 +652,41 @@ def test_open_source_each_kind(short_clip, kaggle_fullres, monkeypatch):
 
 
 def test_importing_sources_opens_nothing_and_imports_no_implementation():
-    code = "import sys, edge.sources as s; print(sorted(m for m in sys.modules if m.startswith('edge.sources.')))"
+    code = ("import sys, edge.sources as s; print(sorted(m for m in sys.modules if m.startswith('edge.sources.'))); "
+            "assert 'cv2' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['edge.sources.base']"
+    assert out.stdout.strip() == "['edge.sources.base', 'edge.sources.settings']"  # settings: pydantic only
 
 
 @pytest.mark.parametrize(
-    "arg, spec",
+    "arg, spec, model",
     [
-        ("v4l2:/dev/video0", "v4l2:/dev/video0"),
-        ("V4L2:0", "v4l2:0"),
-        ("v4l2", "v4l2"),
-        ("picamera2", "picamera2"),
-        ("phantom", "phantom"),
-        ("file:clip.mp4", "file:clip.mp4"),  # a spec's path is checked when the source opens
-        ("images:/some/dir", "images:/some/dir"),
+        ("v4l2:/dev/video0", "v4l2:/dev/video0", V4L2SourceConfig(device="/dev/video0")),
+        ("V4L2:0", "v4l2:0", V4L2SourceConfig(device="0")),
+        ("v4l2", "v4l2", V4L2SourceConfig()),
+        ("picamera2", "picamera2", Picamera2SourceConfig(camera=0)),
+        ("picamera2:1", "picamera2:1", Picamera2SourceConfig(camera=1)),
+        ("phantom", "phantom", PhantomSourceConfig()),
+        ("file:clip.mp4", "file:clip.mp4", FileSourceConfig(path="clip.mp4")),  # the path is checked on open
+        ("images:/some/dir", "images:/some/dir", ImagesSourceConfig(path="/some/dir")),
     ],
 )
-def test_source_spec_from_arg_specs(arg, spec):
+def test_source_spec_from_arg_specs(arg, spec, model):
     assert source_spec_from_arg(arg) == spec
-    assert SourceConfig(spec=source_spec_from_arg(arg)).spec == spec
+    cfg = SourceConfig(spec=source_spec_from_arg(arg))
+    assert cfg == model and type(cfg) is type(model)
+    assert SourceConfig(spec=cfg.spec) == cfg  # the canonical one-string form means the same source
+
+
+def test_each_kind_is_registered_with_its_model_and_implementation():
+    classes = {"v4l2": V4L2Source, "picamera2": Picamera2Source, "file": VideoFileSource,
+               "images": ImageFolderSource, "phantom": PhantomSource}
+    assert set(SOURCES) == set(classes)
+    for kind, cls in classes.items():
+        entry = SOURCES[kind]
+        assert entry.load() is cls and entry.config.kind_name() == kind
+        assert inspect.signature(cls).parameters["cfg"].annotation in (entry.config.__name__,
+                                                                       f"{entry.config.__name__} | None")
 
 
 def test_source_spec_from_arg_bare_paths(tmp_path):
