@@ -2,6 +2,8 @@
 
     nerveseg convert --model M.keras --out M.tflite [--float32] [--calibration DIR] [--check DIR]
                      [--calibration-limit N] [--check-limit N] [--name NAME] [--force]
+    nerveseg convert reference [--model M.tflite] [--filters N] [--out DIR] [--force]
+                     (the benchmark's classic U-Net: see `convert.reference`)
 
 1. The model's spec is its sidecar ``M.yaml`` (written by training); none -> exit 3.
 2. int8: representative frames from ``--calibration DIR``, one of three layouts:
@@ -365,6 +367,10 @@ def convert(args: argparse.Namespace) -> tuple[Path, ModelSpec, dict[str, Any], 
     """
     from convert.check import check_agreement, failures, format_report, tolerances_for
 
+    missing = [opt for opt, v in (("--model", args.model), ("--out", args.out)) if not v]
+    if missing:
+        # Not argparse-required: `nerveseg convert reference` shares this parser and needs neither.
+        raise _cli_error(f"{' and '.join(missing)} required (or: nerveseg convert reference --help)")
     model_path, out = Path(args.model), Path(args.out)
     if model_path.suffix != ".keras":
         raise _cli_error(f"--model {model_path}: expected a Keras 3 .keras file")
@@ -491,9 +497,9 @@ def convert(args: argparse.Namespace) -> tuple[Path, ModelSpec, dict[str, Any], 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from convert.card import write_model_card
-    from edge.cli import _setup_logging
+    from edge.plugin import setup_logging
 
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     out, spec, report, lines = convert(args)
     card = write_model_card(out)
     print("\n".join(lines))
@@ -515,8 +521,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "float model on held-out real frames, and write the spec (M.yaml) and model card (M.md) beside it. "
         "A conversion that fails the check is kept only as M.rejected.tflite and exits 3.",
     )
-    p.add_argument("--model", required=True, help="trained Keras 3 model M.keras (its spec M.yaml beside it)")
-    p.add_argument("--out", required=True, help="TFLite file to write, e.g. M.tflite (+ M.yaml spec, M.md card)")
+    p.add_argument("--model", help="trained Keras 3 model M.keras (its spec M.yaml beside it); required")
+    p.add_argument("--out", help="TFLite file to write, e.g. M.tflite (+ M.yaml spec, M.md card); required")
     p.add_argument("--float32", action="store_true", help="no quantisation (agreement still checked, tighter bounds)")
     p.add_argument(
         "--calibration",
@@ -543,3 +549,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output (only once the new one passes)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
     p.set_defaults(func=cmd_convert)
+    from convert.reference import register_reference
+
+    # `nerveseg convert reference`: the benchmark's classic U-Net, built here because it needs TensorFlow.
+    register_reference(p.add_subparsers(dest="convert_command", metavar="{reference}", required=False))

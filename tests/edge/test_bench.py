@@ -1,20 +1,22 @@
 """`nerveseg bench`: JSON schema, stages adding up, the overload bound, each input kind, the classic U-Net
-cache, the plot and the exit codes. Runs are short (about a second); speed targets are printed by the
-command, never asserted here."""
+built by `nerveseg convert reference` and found in the cache, the targets file, the plot and the exit codes.
+Runs are short (about a second); speed targets are printed by the command, never asserted here."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import shutil
-import subprocess
 
 import cv2
 import pytest
 
 from edge import bench
+from edge.bench import models as bench_models
 from edge.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_OK, EXIT_SOURCE, main
+from edge.errors import ConfigError
 from edge.models import default_model_path
 from edge.pipeline import STAGES
 from edge.runner import ModelRunner
@@ -175,17 +177,16 @@ def test_parse_input_forms():
     assert bench.parse_input("US-580x420").size == (580, 420)
     assert bench.parse_input("native").size is None
     for bad in ("1920x1080", "hdmi-0x10", "vga"):
-        with pytest.raises(bench.ConfigError, match="allowed"):
+        with pytest.raises(ConfigError, match="allowed"):
             bench.parse_input(bad)
 
 
 def test_default_models_skip_what_is_missing_with_a_note(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(bench, "tensorflow_available", lambda: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty cache: no classic U-Net built
     models, notes = bench.resolve_models(None)
     assert models[0].path == default_model_path() and models[0].role == "shipped"
     assert "classic-unet" not in [m.role for m in models]
-    assert any("classic-unet skipped" in n and "TensorFlow" in n for n in notes), notes
+    assert any("classic-unet skipped" in n and "nerveseg convert reference" in n for n in notes), notes
     twin = bench.float32_twin_path(default_model_path())
     assert twin.name == "nerveseg-float32.tflite"
     if not twin.is_file():
@@ -194,21 +195,64 @@ def test_default_models_skip_what_is_missing_with_a_note(tmp_path, monkeypatch):
 
 def test_float32_twin_is_found_beside_the_configured_model(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(bench, "tensorflow_available", lambda: False)
     src = default_model_path()
     for stem in ("m", "m-float32"):  # a byte copy stands in for the twin: same hash, its spec still matches
         shutil.copy(src, tmp_path / f"{stem}.tflite")
         shutil.copy(src.with_suffix(".yaml"), tmp_path / f"{stem}.yaml")
-    models, _ = bench.resolve_models(None, configured=str(tmp_path / "m.tflite"))
+    models, notes = bench.resolve_models(None, configured=str(tmp_path / "m.tflite"))
     assert [(m.label, m.role) for m in models] == [("m.tflite", "file"), ("m-float32.tflite", "float32-twin")]
+    # The command a skipped classic U-Net names builds the one matching this model, not the shipped one.
+    assert any(f"nerveseg convert reference --model {tmp_path / 'm.tflite'}" in n for n in notes), notes
 
 
-@pytest.mark.skipif(not bench.tensorflow_available(), reason="building the classic U-Net needs TensorFlow")
-def test_classic_unet_is_built_once_cached_and_benchmarked(tmp_path, monkeypatch):
+def test_explicit_classic_unet_not_built_is_a_config_error_naming_the_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code = main(["bench", "--model", "shipped", "classic-unet", "--classic-filters", "24", "--threads", "1",
+                 "--input", "us-580x420", *SHORT, "--no-overload"])
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--model classic-unet" in err and "nerveseg convert reference --filters 24" in err, err
+    assert str(tmp_path / "cache" / "nerveseg" / "bench") in err
+
+
+def test_targets_come_from_the_data_file_and_it_is_validated(phantom, tmp_path):
+    report, _, _ = phantom
+    targets = bench.load_targets()
+    assert bench.TARGETS_FILE.name == "targets.yaml" and bench.TARGETS_FILE.parent.name == "bench"
+    by_name = {t["name"]: t for t in report["targets"]}
+    assert by_name["fps"]["threshold"] == targets.fps_min
+    assert by_name["latency_p99"]["threshold"] == targets.latency_p99_max_ms
+    assert by_name["speedup_vs_classic"]["threshold"] == targets.speedup_min
+    assert f"{targets.input}, {targets.threads} threads" in by_name["fps"]["detail"]
+
+    good = bench.TARGETS_FILE.read_text()
+    for bad, needle in (
+        (good + "fps_max: 90\n", "fps_max: unknown key"),
+        (good.replace("threads: 2", "threads: 0"), "threads: got 0"),
+        (good.replace("input: hdmi-1920x1080", "input: vga"), "input: got 'vga'"),
+        (good.replace("fps_min: 60.0", "fps_min: fast"), "fps_min: got 'fast'"),
+        ("- 60\n", "must be a mapping"),
+    ):
+        path = tmp_path / "targets.yaml"
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match="targets.yaml") as e:
+            bench.load_targets(path)
+        assert any(needle in p for p in e.value.problems), (needle, e.value.problems)
+    path.write_text(good.replace("fps_min: 60.0", "fps_min: 30"))
+    assert bench.load_targets(path).fps_min == 30.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None,
+                    reason="building the classic U-Net needs TensorFlow (a workstation step)")
+def test_classic_unet_built_by_the_workstation_command_then_benchmarked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "nerveseg" / "bench"
     shipped = load_spec(default_model_path())
-    path, why = bench.classic_unet(shipped)
-    assert why is None and path.is_file() and path.parent == tmp_path / "cache" / "nerveseg" / "bench"
+    assert main(["convert", "reference"]) == EXIT_OK
+    assert "built" in capsys.readouterr().out
+    (path,) = cache.glob("*.tflite")
+    assert path == bench.classic_unet_plan(shipped).path and path.with_suffix(".yaml").is_file()
+    assert not list(cache.glob(".build-*"))  # the scratch folder is gone
     spec = load_spec(path)
     opts = spec.provenance["builder_options"]
     assert spec.quantization == "float32" and spec.untrained and opts["skips"] == 4 and opts["batch_norm"]
@@ -217,11 +261,10 @@ def test_classic_unet_is_built_once_cached_and_benchmarked(tmp_path, monkeypatch
     assert spec.provenance["macs"] > shipped.provenance["macs"]
     assert ModelRunner(path, threads=1).input_hw == (shipped.preprocess.height, shipped.preprocess.width)
 
-    def no_build(*a, **k):
-        raise AssertionError("the cached model should have been used")
-
-    monkeypatch.setattr(subprocess, "run", no_build)
-    assert bench.classic_unet(shipped) == (path, None)
+    # Built once: a second call finds it and leaves it as it is.
+    mtime = path.stat().st_mtime_ns
+    assert main(["convert", "reference"]) == EXIT_OK
+    assert "already there" in capsys.readouterr().out and path.stat().st_mtime_ns == mtime
 
     js = tmp_path / "c.json"
     code, text = _bench(["--model", "shipped", "classic-unet", "--threads", "2", "--input", "hdmi-1920x1080",
@@ -229,10 +272,16 @@ def test_classic_unet_is_built_once_cached_and_benchmarked(tmp_path, monkeypatch
     assert code == EXIT_OK, text
     report = json.loads(js.read_text())
     assert [r["model_role"] for r in report["runs"]] == ["shipped", "classic-unet"]
+    assert report["runs"][1]["model_path"] == str(path)
     assert report["runs"][1]["quantization"] == "float32" and report["runs"][1]["ratio_fps_to_first"] > 0
     speedup = report["targets"][2]
     assert speedup["name"] == "speedup_vs_classic" and speedup["status"] in ("PASS", "FAIL")
     assert "RANDOM weights" in text
+
+    # The benchmark only looks: a broken copy is reported with the command that builds it again.
+    path.write_bytes(b"not a model")
+    assert main(["bench", "--model", "classic-unet", "--threads", "1", *SHORT]) == EXIT_CONFIG
+    assert "nerveseg convert reference --force" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -260,7 +309,7 @@ def test_explicit_float32_twin_that_is_missing_is_a_model_error(tmp_path, monkey
     shutil.copy(default_model_path(), model)
     shutil.copy(default_model_path().with_suffix(".yaml"), model.with_suffix(".yaml"))
     assert bench.float32_twin_path(default_model_path()).is_file()
-    monkeypatch.setattr(bench, "default_model_path", lambda: model)
+    monkeypatch.setattr(bench_models, "default_model_path", lambda: model)
     assert main(["bench", "--model", "shipped-float32"]) == EXIT_MODEL
     assert "nerveseg-float32.tflite" in capsys.readouterr().err
 
