@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import cli, fileio, health
-from edge.cli import EXIT_ERROR, EXIT_OK, main
+from edge import cli, fileio
+from edge.cli import main
 from edge.config import Config, with_overrides
-from edge.errors import ConfigError
+from edge.errors import EXIT_NOT_RUNNING, EXIT_OK, ConfigError
 from edge.health import (
     DEFAULT_STATUS_FILE,
     STATES,
@@ -32,6 +32,7 @@ from edge.health import (
     render_metrics,
     write_json_atomic,
 )
+from edge.health import metrics as health_metrics
 from edge.models import default_model_path
 from edge.observers import observers_from_config
 from edge.pipeline import Pipeline, PipelineObserver
@@ -207,7 +208,7 @@ def test_status_file_of_a_live_run(tmp_path, runner, lung_clips):
     assert s["last_error"] is None and s["uptime_s"] > 0
 
     final = read_status(status)  # written on stop
-    assert final["state"] == "stopped" and final["frames"] == pipe.counters.frames
+    assert final["state"] == "stopped" and final["frames"] == pipe.snapshot().frames
 
 
 def test_status_file_reports_no_signal_while_no_frame_comes(tmp_path, runner):
@@ -308,7 +309,7 @@ def test_metrics_port_taken_does_not_stop_the_overlay(runner, lung_clips, tmp_pa
         pipe = _run(cfg, runner, [HealthMonitor(cfg.health, disk_path=tmp_path)], seconds=0.8)
     finally:
         busy.close()
-    assert pipe.counters.frames > 0
+    assert pipe.snapshot().frames > 0
     assert pipe.last_error and f"127.0.0.1:{port}" in pipe.last_error
 
 
@@ -319,7 +320,7 @@ def test_unwritable_status_file_does_not_stop_the_overlay(runner, lung_clips, tm
         health={"status_file": str(tmp_path / "missing-dir" / "status.json"), "interval_s": 0.1},
     )
     pipe = _run(cfg, runner, [HealthMonitor(cfg.health, disk_path=tmp_path)], seconds=0.8)
-    assert pipe.counters.frames > 0
+    assert pipe.snapshot().frames > 0
     warnings = [r for r in caplog.records if "cannot write status file" in r.getMessage()]
     assert len(warnings) == 1  # once, not every interval
 
@@ -329,7 +330,7 @@ def _threads_beyond(baseline: set[threading.Thread]) -> list[threading.Thread]:
 
 
 def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_path, runner, lung_clips, monkeypatch):
-    monkeypatch.setattr(health, "METRICS_CLIENT_TIMEOUT_S", 1.0)  # 2 s on the box; shorter keeps the test quick
+    monkeypatch.setattr(health_metrics, "METRICS_CLIENT_TIMEOUT_S", 1.0)  # 2 s on the box; shorter keeps the test quick
     clients: list[socket.socket] = []
     try:
         with _live_metrics(tmp_path, runner, lung_clips) as (mon, pipe):
@@ -348,8 +349,8 @@ def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_pat
             # Many of them: a bounded number of handler threads, however many connect.
             clients += [socket.create_connection(("127.0.0.1", mon.metrics_port)) for _ in range(20)]
             time.sleep(0.2)
-            frames = pipe.counters.frames
-            assert len(_threads_beyond(baseline)) <= health.METRICS_MAX_HANDLERS, _threads_beyond(baseline)
+            frames = pipe.snapshot().frames
+            assert len(_threads_beyond(baseline)) <= health_metrics.METRICS_MAX_HANDLERS, _threads_beyond(baseline)
 
             # Each is dropped after its timeout: the threads end, and scrapes work again.
             deadline = time.monotonic() + 3.0
@@ -357,7 +358,7 @@ def test_stuck_metrics_clients_neither_block_scrapes_nor_pile_up_threads(tmp_pat
                 time.sleep(0.05)
             assert _threads_beyond(baseline) == []
             assert _get(url)[0] == 200
-            assert pipe.counters.frames > frames  # the overlay ran on meanwhile
+            assert pipe.snapshot().frames > frames  # the overlay ran on meanwhile
     finally:
         for c in clients:
             c.close()
@@ -401,7 +402,7 @@ def test_a_hung_loop_shows_as_a_growing_status_age(tmp_path, runner, lung_clips,
         th.start()
         try:
             deadline = time.monotonic() + 10
-            while (mon.metrics_port is None or pipe.counters.frames < 5) and time.monotonic() < deadline:
+            while (mon.metrics_port is None or pipe.snapshot().frames < 5) and time.monotonic() < deadline:
                 time.sleep(0.02)
             url = f"http://127.0.0.1:{mon.metrics_port}/metrics"
             time.sleep(0.3)
@@ -421,7 +422,7 @@ def test_a_hung_loop_shows_as_a_growing_status_age(tmp_path, runner, lung_clips,
             assert hung["nerveseg_status_timestamp_seconds"] == pytest.approx(
                 time.time() - hung["nerveseg_status_age_seconds"], abs=0.5)
             # The status file says the same to `nerveseg status`.
-            assert main(["status", "--file", str(status), "--max-age", "1"]) == EXIT_ERROR
+            assert main(["status", "--file", str(status), "--max-age", "1"]) == EXIT_NOT_RUNNING
             assert "the loop is hung or gone" in capsys.readouterr().err
         finally:
             sink.release.set()
@@ -472,10 +473,10 @@ def test_status_command(tmp_path, capsys):
     assert "live" in out and "up 1h02m" in out and "fps 29.9" in out and "P 0.83" in out and "5.0 GB free" in out
 
     write_json_atomic(path, {**base, "time_unix": time.time() - 60})
-    assert main(["status", "--file", str(path)]) == EXIT_ERROR
+    assert main(["status", "--file", str(path)]) == EXIT_NOT_RUNNING
     assert "hung or gone" in capsys.readouterr().err
     write_json_atomic(path, {**base, "state": "stopped", "time_unix": time.time()})
-    assert main(["status", "--file", str(path), "--json"]) == EXIT_ERROR
+    assert main(["status", "--file", str(path), "--json"]) == EXIT_NOT_RUNNING
     assert json.loads(capsys.readouterr().out)["state"] == "stopped"
-    assert main(["status", "--file", str(tmp_path / "none.json")]) == EXIT_ERROR
+    assert main(["status", "--file", str(tmp_path / "none.json")]) == EXIT_NOT_RUNNING
     assert "cannot read" in capsys.readouterr().err
