@@ -18,14 +18,15 @@ What the loop says, and why (the unit is ``systemd/nerveseg.service``):
   `PipelineObserver.on_frame`, so a hung loop (inference, sink or an observer
   stuck) stops it and systemd restarts the service after ``WatchdogSec``. One
   exception, on by default (``health.watchdog_during_outage``): while no frame
-  arrives but a live source (v4l2, picamera2) visibly keeps retrying, i.e. its
-  failure/reconnect counters moved within the last ``retry_max_s + 15`` s, the
+  arrives but a live source (v4l2, picamera2) visibly keeps retrying, i.e. the
+  failure/reconnect counters of its ``status()`` (`SourceStatus`) moved within
+  the last ``retry_max_s + 15`` s, the
   heartbeat goes on. An unplugged cable is not cured by a restart, and
   restarting every ``WatchdogSec`` would blank the NO SIGNAL screen and run into
   the unit's start limit, leaving it dead when the cable comes back. A capture
   thread stuck in the driver moves no counter, so its heartbeat stops and
   systemd restarts the service.
-- ``STATUS=`` with the state (`edge.pipeline.Pipeline.state`) and fps, on every
+- ``STATUS=`` with the state (`edge.types.PipelineSnapshot.state`) and fps, on every
   change of state and every couple of seconds (``systemctl status nerveseg``).
 - ``STOPPING=1`` when the loop ends; the CLI also sends it the moment SIGTERM
   arrives (`notify_stopping`). It always goes in a datagram of its own, before
@@ -57,7 +58,7 @@ from edge.pipeline import FrameEvent, PipelineObserver
 
 if TYPE_CHECKING:
     from edge.pipeline import Pipeline
-    from edge.types import Stats
+    from edge.types import SourceStatus, Stats
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ STATUS_INTERVAL_S = 2.0
 #: loop still counts as "visibly retrying". Covers OpenCV's V4L2 select timeout (1 s here, 10 s if an operator
 #: raised it) plus the backoff between two attempts.
 OUTAGE_PROGRESS_MARGIN_S = 15.0
+#: Stands in for ``source.retry_max_s`` when the source's config has none (files, folders, the phantom).
+FALLBACK_RETRY_MAX_S = 5.0
 #: systemd's manager reads a notify datagram into PIPE_BUF (4096) bytes and ignores a longer one entirely;
 #: one byte less keeps clear of the boundary whichever way a systemd version counts it.
 MAX_DATAGRAM_BYTES = 4095
@@ -77,8 +80,6 @@ MAX_DATAGRAM_BYTES = 4095
 #: and three such fields still fit one datagram.
 MAX_FIELD_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-#: Counters a reconnecting source (edge.sources.base.ReconnectingSource) exposes; any movement = it is retrying.
-_PROGRESS_ATTRS = ("failed_reads", "open_failures", "reconnects")
 
 
 def socket_address(raw: str | None) -> str | None:
@@ -196,8 +197,11 @@ def notify_stopping(reason: str = "stopping") -> None:
     n.close()
 
 
-def _source_progress(source: object) -> tuple[object, ...] | None:
-    values = tuple(getattr(source, a, None) for a in _PROGRESS_ATTRS)
+def _source_progress(status: SourceStatus | None) -> tuple[int | None, ...] | None:
+    """A live source's retry counters (`SourceStatus`); any movement = it is retrying. None: it has none."""
+    if status is None:
+        return None
+    values = (status.failed_reads, status.open_failures, status.reconnects)
     return None if all(v is None for v in values) else values
 
 
@@ -254,20 +258,17 @@ class SystemdNotifier(PipelineObserver):
             self._last_ping = now
         self._next_ping = now + self.ping_interval_s
 
-    def _status_text(self, pipeline: Pipeline, now: float) -> str:
-        frames = pipeline.counters.frames
-        dt = now - self._status_t
-        fps = (frames - self._status_frames) / dt if self._status_t and dt > 0 else 0.0
-        self._status_t, self._status_frames = now, frames
-        text = f"{pipeline.state}, {fps:.1f} fps, {frames} frames, {pipeline.slot.dropped} dropped"
-        if pipeline.state == "no_signal" and not getattr(pipeline.source, "connected", True):
-            text += "; capture device not connected, retrying"
-        return text
-
     def _status(self, pipeline: Pipeline, now: float, *extra: str) -> None:
-        state = pipeline.state
+        snap = pipeline.snapshot()
+        state = snap.state
         if extra or state != self._last_state or now >= self._next_status:
-            self.notifier.send(*extra, f"STATUS={self._status_text(pipeline, now)}")
+            dt = now - self._status_t
+            fps = (snap.frames - self._status_frames) / dt if self._status_t and dt > 0 else 0.0
+            self._status_t, self._status_frames = now, snap.frames
+            text = f"{state}, {fps:.1f} fps, {snap.frames} frames, {snap.dropped} dropped"
+            if state == "no_signal" and snap.source is not None and snap.source.connected is False:
+                text += "; capture device not connected, retrying"
+            self.notifier.send(*extra, f"STATUS={text}")
             self._last_state = state
             self._next_status = now + self.status_interval_s
 
@@ -281,8 +282,11 @@ class SystemdNotifier(PipelineObserver):
     def on_start(self, pipeline: Pipeline) -> None:
         now = self._clock()
         if self.outage_window_s is None:
-            self.outage_window_s = pipeline.cfg.source.retry_max_s + OUTAGE_PROGRESS_MARGIN_S
-        self._progress = _source_progress(pipeline.source)
+            # Only the live sources' configs (v4l2, picamera2) have a backoff ceiling; the other sources report
+            # no retry counters, so for them the window never comes into play.
+            retry_max_s = getattr(pipeline.cfg.source, "retry_max_s", FALLBACK_RETRY_MAX_S)
+            self.outage_window_s = retry_max_s + OUTAGE_PROGRESS_MARGIN_S
+        self._progress = _source_progress(pipeline.source.status())
         self._progress_t = now
         self._status_t, self._status_frames = now, 0
         if self.watchdog_s is not None:
@@ -298,7 +302,7 @@ class SystemdNotifier(PipelineObserver):
         if self.ping_interval_s is not None and now >= self._next_ping:
             # Frames are progress too: an outage that starts now gets its full window of heartbeat.
             self._progress_t = now
-            self._progress = _source_progress(pipeline.source)
+            self._progress = _source_progress(pipeline.source.status())
             self._ping(now)
         if now >= self._next_status:
             self._status(pipeline, now)
@@ -312,7 +316,8 @@ class SystemdNotifier(PipelineObserver):
         self._status(pipeline, now)
 
     def on_stop(self, pipeline: Pipeline, stats: Stats | None) -> None:
-        text = "stopped" if pipeline.last_error is None else f"stopped: {pipeline.last_error}"
+        error = pipeline.snapshot().last_error
+        text = "stopped" if error is None else f"stopped: {error}"
         # STOPPING=1 first and alone; the error text, however long, only rides with STATUS= (cut to size).
         self.notifier.send("STOPPING=1")
         self.notifier.send(f"STATUS={text}")
@@ -320,7 +325,7 @@ class SystemdNotifier(PipelineObserver):
 
     def _source_retrying(self, pipeline: Pipeline, now: float) -> bool:
         """True while a live source's retry counters moved within the outage window."""
-        progress = _source_progress(pipeline.source)
+        progress = _source_progress(pipeline.source.status())
         if progress is None:
             return False
         if progress != self._progress:

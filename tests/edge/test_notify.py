@@ -35,11 +35,13 @@ from edge.notify import (
     watchdog_timeout_s,
 )
 from edge.observers import observers_from_config
-from edge.pipeline import Pipeline
+from edge.pipeline import Pipeline, PipelineObserver
 from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
 from edge.sources import open_source
+from edge.sources.base import SourceBase
 from edge.sources.file import VideoFileSource
+from edge.types import SourceStatus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,31 +127,36 @@ def runner() -> ModelRunner:
     return ModelRunner(default_model_path(), threads=2)
 
 
-class GatedSource:
+class GatedSource(SourceBase):
     """A real video clip behind a gate: while the gate is closed, ``read`` delivers nothing (a stalled card).
 
-    ``counters=True`` gives it the retry counters of a live source (v4l2, picamera2); ``retrying``
-    decides whether they move while stalled (a source visibly retrying) or freeze (a stuck driver).
+    ``counters=True`` gives it the retry counters of a live source (v4l2, picamera2) in its ``status()``;
+    ``retrying`` decides whether they move while stalled (a source visibly retrying) or freeze (a stuck
+    driver). Without counters ``status()`` is None, as for a file.
     """
 
     def __init__(self, clip: Path, counters: bool = False, retrying: bool = False):
+        super().__init__()
         self.inner = VideoFileSource(SourceConfig(spec=f"file:{clip}", loop=True, fps=30))
         self.nominal_fps = 30.0
         self.gate = threading.Event()
         self.gate.set()
+        self.counters = counters
         self.retrying = retrying
-        if counters:
-            self.failed_reads = 0
-            self.open_failures = 0
-            self.reconnects = 0
+        self.failed_reads = 0
 
     def read(self, timeout: float = 0.5):
         if not self.gate.is_set():
             self.gate.wait(timeout)
-            if self.retrying and hasattr(self, "failed_reads"):
+            if self.retrying:
                 self.failed_reads += 1
             return None
         return self.inner.read(timeout)
+
+    def status(self) -> SourceStatus | None:
+        if not self.counters:
+            return None
+        return SourceStatus(connected=True, reconnects=0, open_failures=0, failed_reads=self.failed_reads)
 
     def close(self) -> None:
         self.inner.close()
@@ -316,13 +323,13 @@ def test_ready_after_first_frame_then_heartbeat_stops_when_the_source_stalls_and
         # The capture card stalls: no frame is processed, so the heartbeat must stop.
         src.gate.clear()
         t_stall = time.monotonic()
-        frames_at_stall = pipe.counters.frames
+        frames_at_stall = pipe.snapshot().frames
         time.sleep(1.5)
         late = listener.pings(after=t_stall + 0.3)
         assert late == [], f"{len(late)} heartbeats while no frame was processed"
         # At most the frames already on their way: one being processed, one in the slot, one the capture
         # thread was reading when the gate closed.
-        assert pipe.counters.frames - frames_at_stall <= 3
+        assert pipe.snapshot().frames - frames_at_stall <= 3
         assert any(m.startswith("STATUS=no_signal, ") for t, m in listener.all() if t >= t_stall)
 
         # It recovers: frames flow again, and so does the heartbeat.
@@ -351,7 +358,7 @@ def test_no_signal_at_power_on_is_ready_and_an_unplugged_card_keeps_the_heartbea
             time.sleep(1.5)
             # The loop is healthy and the source visibly retries: a restart would not bring the cable back.
             assert len(listener.pings(after=t_ready + 0.2)) >= 8
-            assert pipe.counters.frames == 0
+            assert pipe.snapshot().frames == 0
         finally:
             _stop(pipe, th)
 
@@ -426,23 +433,13 @@ def test_nerveseg_run_under_a_notify_socket_says_ready_pings_and_stops_on_sigter
     assert final["systemd"]["ready"] is True and final["systemd"]["heartbeats"] >= 4
 
 
-class FailingObserver:
+class FailingObserver(PipelineObserver):
     """An observer whose every frame fails with a long, multi-line error (say, a dump of a device's state)."""
 
     name = "failing"
-    needs_raw = False
-
-    def on_start(self, pipeline) -> None:
-        pass
 
     def on_frame(self, pipeline, event) -> None:
         raise RuntimeError("device state:\n" + "register 0x1f = 0xdeadbeef\n" * 400)
-
-    def on_idle(self, pipeline, no_signal) -> None:
-        pass
-
-    def on_stop(self, pipeline, stats) -> None:
-        pass
 
 
 def test_stopping_is_never_lost_to_a_long_error_text(listener, runner, lung_clips):
