@@ -209,7 +209,7 @@ def calibrate(
     if not out.parent.is_dir():
         raise CalibrationError(f"folder {out.parent} of --out does not exist")
     # Read as fast as the source gives frames: pacing would only make a file take its playing time.
-    src = source_cfg.model_copy(update={"pace": False, "loop": False})
+    src = source_cfg.model_copy(update={k: False for k in ("pace", "loop") if k in type(source_cfg).model_fields})
     g = grab(src, frames)
     h, w = g.stats.shape
     logger.info("calibrating on %d frames of %s (%dx%d)", g.stats.n, g.description, w, h)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import os
 import sys
 from pathlib import Path
 
 from edge.errors import NervesegError
+from edge.paths import shared_data_dir
 from edge.spec import ModelSpec, PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ PREPROCESS = PreprocessSpec(height=96, width=128, filter="median", filter_size=5
 
 def default_data_dir() -> Path:
     """``$NERVESEG_DATA``, else ``shared/data`` beside the checkout (as the tests look for it)."""
-    env = os.environ.get("NERVESEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    return shared_data_dir()
 
 
 def make_untrained(out: Path, data_dir: Path, seed: int = 0, quantization: str = "int8") -> Path:

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge import __version__
+from edge import __version__, paths
 from edge.config import Config, load_config, with_overrides
 from edge.control import RECORD_TOGGLE, CommandChannel
 from edge.errors import (
@@ -51,9 +51,7 @@ __all__ = [
 
 logger = logging.getLogger("nerveseg")
 
-# Where the appliance keeps its health file: edge.health.DEFAULT_STATUS_FILE, spelled out here because
-# importing edge.health loads OpenCV, and every command (even --version) builds the parser.
-STATUS_FILE = "/run/nerveseg/status.json"
+STATUS_FILE = paths.STATUS_FILE  # the health file `nerveseg status` reads by default
 # signals that stop the loop cleanly (SIGHUP: the controlling terminal went away; no reload exists)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

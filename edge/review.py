@@ -44,7 +44,7 @@ from edge.config import OverlayConfig, PresenceConfig
 from edge.errors import SessionError, UsageError
 from edge.overlay import Overlay
 from edge.plan import settle_rules
-from edge.record import (
+from edge.recording.session import (
     FRAMES_FILE,
     MANIFEST_FILE,
     SESSION_FORMAT,
@@ -242,11 +242,12 @@ def play(session: Session, stop: threading.Event | None = None) -> int:
     this OpenCV has no GUI or there is no display.
     """
     from edge.control import QUIT
+    from edge.sinks.settings import WindowSinkConfig
     from edge.sinks.window import WindowSink
 
     stop = stop or threading.Event()
     shown = 0
-    with WindowSink(fullscreen=False, title=f"nerveseg review {session.name}") as win:
+    with WindowSink(WindowSinkConfig(fullscreen=False), title=f"nerveseg review {session.name}") as win:
         t_prev: int | None = None
         due = time.monotonic()
         for rec, img in _Renderer(session).frames():

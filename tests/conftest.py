@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from edge.paths import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _data_root() -> Path:
-    env = os.environ.get("NERVESEG_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    return shared_data_dir()
 
 
 @pytest.fixture(scope="session")
