@@ -11,7 +11,7 @@
    ``masks/`` (like ``kaggle-bp/fullres``), or a plain folder of images (what
    ``nerveseg calibrate`` saves: ROI crops, no masks). Where masks say which frames
    show a nerve the set must hold both kinds, else exit 2: an all-"nerve" set
-   collapsed the int8 presence output to a constant (guide pitfall); the larger kind
+   collapsed the int8 presence output to a constant while the mask survived; the larger kind
    is thinned to at most `MAX_IMBALANCE` times the smaller. A plain folder cannot be
    checked for balance: a warning says so. Default: the ``kaggle-bp`` manifest of the
    shared data (its 37 empty frames and 111 frames with a nerve after thinning), else exit 2

@@ -8,7 +8,7 @@ workstation; the benchmark only looks for the file:
     nerveseg convert reference [--model M.tflite] [--filters N] [--out DIR] [--force]
 
 ``--model``: the model under test whose input size and preprocessing the reference copies (default: the
-shipped model). ``--filters``: base filters (default: the model's own; the U-Net paper used 64). ``--out``:
+shipped model). ``--filters``: base filters (default: the model's own; the original U-Net design has 64). ``--out``:
 the folder to write into (default: the bench cache, ``$XDG_CACHE_HOME/nerveseg/bench`` or
 ``~/.cache/nerveseg/bench``); for a box without TensorFlow, build into a folder and copy the ``.tflite`` and
 its ``.yaml`` into that box's cache. A model already there is kept unless ``--force``. The weights are
@@ -122,7 +122,7 @@ def register_reference(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="the model under test it must match (default: the shipped model)")
     p.add_argument("--filters", type=int, metavar="N",
-                   help="base filters (default: the model's own; the U-Net paper used 64)")
+                   help="base filters (default: the model's own; the original U-Net design has 64)")
     p.add_argument("--out", metavar="DIR",
                    help="folder to write into (default: the bench cache, $XDG_CACHE_HOME/nerveseg/bench)")
     p.add_argument("--force", action="store_true", help="build it again even when a usable copy is there")
