@@ -26,8 +26,11 @@ from edge.sinks.settings import NullSinkConfig, SinkConfig
 from edge.sources import SOURCES
 from edge.sources.settings import PhantomSourceConfig, SourceConfig
 from edge.types import Roi
+from edge.yamlio import load_yaml, quote
 
 logger = logging.getLogger(__name__)
+
+MAX_PROBLEMS = 20  # faults listed in one error; the rest are counted
 
 __all__ = ["Config", "ConfigError", "SourceConfig", "SinkConfig", "SOURCE_KINDS", "SINK_KINDS", "load_config",
            "parse_config", "with_overrides", "format_validation_error", "record_problems", "split_spec"]
@@ -292,7 +295,7 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Confi
             ctx = e.get("ctx") or {}
             parts = parts + [ctx["key"]] if ctx.get("key") else parts
             path = ".".join(parts) or "(top level)"
-            lines.append(f"{path}: got {ctx.get('value')!r}: {ctx.get('reason', e['msg'])}")
+            lines.append(f"{path}: got {quote(ctx.get('value'))}: {ctx.get('reason', e['msg'])}")
             continue
         path = ".".join(parts) or "(top level)"
         if e["type"] == "extra_forbidden":
@@ -305,7 +308,9 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Confi
             picked = tag is not None and container is not None and issubclass(container, KindSection)
             lines.append(f"{path}: required key is missing" + (f" for the {tag} {container.section}" if picked else ""))
         else:
-            lines.append(f"{path}: got {e.get('input')!r}: {msg}")
+            lines.append(f"{path}: got {quote(e.get('input'))}: {msg}")
+    if len(lines) > MAX_PROBLEMS:  # a list of thousands of bad values: the first few say what is wrong
+        lines[MAX_PROBLEMS:] = [f"... and {len(lines) - MAX_PROBLEMS} more faults of the same kind"]
     return lines
 
 
@@ -352,7 +357,7 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(p), [f"cannot read: {e}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

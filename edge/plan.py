@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.config import Config, PresenceConfig
-from edge.errors import ConfigError, ModelError
-from edge.spec import ModelSpec, ThresholdsSpec, load_spec
+from edge.errors import ConfigError
+from edge.spec import ModelSpec, ThresholdsSpec, load_spec, require_model_file
 from edge.types import Roi
 
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only (runner and profile load OpenCV)
@@ -174,8 +174,7 @@ def resolve_run(cfg: Config, *, where: str = "<config>", runner: ModelRunner | N
         model_path, spec = Path(runner.model_path), runner.spec
     else:
         model_path = model_path_of(cfg)
-        if not model_path.is_file():
-            raise ModelError(f"model file {model_path} not found (model.path)")
+        require_model_file(model_path)
         spec = load_spec(model_path)  # raises ModelError naming the file and the fault
     profile = None
     profile_path = None

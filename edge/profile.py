@@ -40,6 +40,7 @@ from edge.errors import ConfigError
 from edge.fileio import replace_atomic
 from edge.pipeline import FrameEvent, Pipeline, PipelineObserver
 from edge.types import Roi
+from edge.yamlio import load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def load_profile(path: str | Path) -> SiteProfile:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(where, [f"cannot read: {e}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.spec import ModelSpec, load_spec, sha256_file
+from edge.spec import ModelSpec, load_spec, require_model_file, sha256_file
 from edge.types import Result
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class ModelRunner:
         self._threads = threads
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ModelError(f"threads must be a positive int, got {threads!r}")
-        if not self._path.is_file():
-            raise ModelError(f"model file {self._path} not found")
+        require_model_file(self._path)
         cls, self._backend = load_interpreter_class(interpreter)
         self._sha256 = sha256_file(self._path)
         if spec is None:

@@ -19,6 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.errors import ModelError
+from edge.yamlio import load_yaml, quote
+
+MAX_PROBLEMS = 20  # faults listed in one error
 
 SPEC_FORMAT = "nerveseg-model-spec/1"
 FILTERS = ("none", "median", "gaussian", "bilateral", "lee")
@@ -98,9 +101,27 @@ def spec_path_for(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".yaml")
 
 
+def require_model_file(path: str | Path, what: str = "model file") -> None:
+    """Raise `ModelError` naming ``path`` unless it is a file this process can open (missing, a folder,
+    or no permission on it or a folder above it)."""
+    try:
+        ok = Path(path).is_file()
+    except OSError as e:  # a folder above it the service user may not search
+        raise ModelError(f"{what} {path} cannot be reached: {e.strerror or e} (the service user needs access)") \
+            from None
+    if not ok:
+        raise ModelError(f"{what} {path} not found")
+
+
 def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of a model file. Raises `ModelError` naming the file when it cannot be read."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below; opened here to name the fault
+    except OSError as e:
+        raise ModelError(f"model file {path} cannot be read: {e.strerror or e} (the service user needs read "
+                         "access)") from None
+    with f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -119,7 +140,7 @@ def load_spec(model_path: str | Path, verify_hash: bool = True) -> ModelSpec:
             f"model spec {sp} not found: every model needs its sidecar spec (written by 'nerveseg convert')"
         )
     try:
-        data = yaml.safe_load(sp.read_text(encoding="utf-8"))
+        data = load_yaml(sp.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ModelError(f"model spec {sp} is not readable YAML: {e}") from None
     if not isinstance(data, dict):
@@ -128,7 +149,8 @@ def load_spec(model_path: str | Path, verify_hash: bool = True) -> ModelSpec:
         spec = ModelSpec.model_validate(data)
     except ValidationError as e:
         faults = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {quote(err.get('input'))})"
+            for err in e.errors()[:MAX_PROBLEMS]
         )
         raise ModelError(f"model spec {sp} is invalid: {faults}") from None
     if verify_hash and spec.tflite_sha256 and model_path.is_file():

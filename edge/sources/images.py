@@ -59,7 +59,10 @@ class ImageFolderSource(SourceBase):
         self.folder = Path(cfg.path).expanduser()
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        self.paths = list_images(self.folder)
+        try:
+            self.paths = list_images(self.folder)
+        except OSError as e:  # no read/search permission for the service user
+            raise SourceError(f"image folder {self.folder} cannot be read: {e.strerror or e}") from None
         if not self.paths:
             raise SourceError(
                 f"image folder holds no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}; "
