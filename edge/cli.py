@@ -219,10 +219,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge import bench
+    from edge.plan import resolve_run
 
     cfg = load_config(args.config) if args.config else Config()
     # The benchmark shows nothing unless asked: null sink, whatever the config's sink says.
     cfg = with_overrides(cfg, sink={"spec": args.sink or "null"})
+    resolve_run(cfg, where=args.config or "<command line>")  # refuse what run would refuse, before measuring
     for flag, value in (("--json", args.json), ("--plot", args.plot)):
         if value and not Path(value).expanduser().resolve().parent.is_dir():
             raise UsageError(f"{flag}: folder {Path(value).parent} does not exist")
@@ -323,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="source specs or video files/folders (default: the config's source, else phantom)")
     b.add_argument("--model", nargs="+", action="extend", metavar="M",
                    help=".tflite paths or shipped, shipped-float32, classic-unet "
-                        "(default: the model under test, its -float32 twin, classic-unet)")
+                        "(default: the model under test, its -float32 twin, and classic-unet when built: "
+                        "nerveseg convert reference)")
     b.add_argument("--threads", nargs="+", action="extend", type=int, metavar="N",
                    help="interpreter (XNNPACK) thread counts (default: 1 2)")
     b.add_argument("--input", nargs="+", action="extend", metavar="NAME",
@@ -336,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--classic-filters", type=int, metavar="N",
                    help="base filters of classic-unet (default: the first model's; the U-Net paper used 64)")
     b.add_argument("--sink", help="sink spec (default: null): fbdev:/dev/fb0, window, video:out.mp4, null")
-    b.add_argument("--json", metavar="OUT", help="write the report as JSON (schema: edge/bench.py, README)")
+    b.add_argument("--json", metavar="OUT", help="write the report as JSON (schema: edge/bench/report.py)")
     b.add_argument("--plot", metavar="PNG", help="draw latency over time and the stage breakdown")
     b.set_defaults(func=cmd_bench)
 

@@ -528,10 +528,13 @@ class Pipeline:
             last_error=self.last_error,
         )
 
-    def stats(self) -> Stats:
+    def stats(self, stages: Sequence[str] | None = None) -> Stats:
+        """Counters and per-stage percentiles since the start. ``stages``: only these (None: every stage and
+        "total"); percentiles cost a sort per stage, so observers that need one or two name them."""
         el = max(time.monotonic() - self._t_run0, 1e-9)
         c = self.counters
-        stages = {s: st for s in (*STAGES, "total") if (st := self.timer.stats(s)) is not None}
+        names = (*STAGES, "total") if stages is None else stages
+        stages = {s: st for s in names if (st := self.timer.stats(s)) is not None}
         return Stats(
             frames=c.frames,
             captured=self.capture.captured,

@@ -26,7 +26,7 @@ import resource
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from edge.bench.results import RunResult
 from edge.config import Config
 from edge.errors import SourceError
 from edge.pipeline import STAGES, FrameEvent, Pipeline, PipelineObserver
+from edge.plan import resolve_run
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
@@ -180,23 +181,24 @@ def build_pipeline(
 ) -> tuple[Pipeline, Roi | None]:
     """The one place the benchmark builds the live loop; returns it with the ROI it analyses.
 
-    ROI: the configured ``roi`` when it fits ``input_size`` (the frames' (w, h); None = not known in
-    advance: used as it is), else the source's own ``image_roi`` (the phantom's image inside its machine
-    screen), else None (the whole frame). A configured ROI that does not fit is noted once per ``label``.
-    The loop never stops on a frame count here (``loop.max_frames`` is ignored): the observer ends it.
+    The run plan is `edge.plan.resolve_run` of the config with this runner's model, as `nerveseg run`
+    makes it (presence rules, site profile's ROI and flips). ROI: the plan's (config ``roi`` or site
+    profile) when it fits ``input_size`` (the frames' (w, h); None = not known in advance: used as it
+    is), else the source's own ``image_roi`` (the phantom's image inside its machine screen), else None
+    (the whole frame): the synthetic inputs are other frame sizes than the site's. A configured ROI that
+    does not fit is noted once per ``label``. The loop never stops on a frame count here
+    (``loop.max_frames`` is ignored): the observer ends it.
     """
-    roi = source.image_roi
-    if cfg.roi is not None:
-        r = cfg.roi.to_roi()
-        if input_size is None or r.clip_to(*input_size):
-            roi = r
-        else:
-            w, h = input_size
-            note = f"{label}: the config's roi {r} does not fit {w}x{h}: not used for that input"
-            if note not in notes:
-                notes.append(note)
-    cfg = cfg.model_copy(update={"roi": None, "loop": cfg.loop.model_copy(update={"max_frames": None})})
-    pipe = Pipeline(cfg, source, runner, sink, stop=stop, drop_frames=drop_frames, roi=roi, observers=observers)
+    plan = resolve_run(cfg, runner=runner).with_config(loop={"max_frames": None})
+    roi = plan.roi_for(source)
+    if plan.roi is not None and input_size is not None and not plan.roi.clip_to(*input_size):
+        w, h = input_size
+        note = f"{label}: the configured roi {plan.roi} does not fit {w}x{h}: not used for that input"
+        if note not in notes:
+            notes.append(note)
+        roi = source.image_roi
+    plan = replace(plan, roi=roi)
+    pipe = Pipeline(plan, source, runner, sink, stop=stop, drop_frames=drop_frames, observers=observers)
     return pipe, roi
 
 

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge import paths
 from edge.fileio import replace_atomic
 
 SCHEMA_VERSION = 1
 #: Where the appliance writes it (systemd/config.yaml) and where `nerveseg status` looks by default.
-DEFAULT_STATUS_FILE = "/run/nerveseg/status.json"
+DEFAULT_STATUS_FILE = paths.STATUS_FILE
 #: Every value `edge.pipeline.Pipeline.state` takes.
 STATES = ("starting", "live", "stale", "not_analysed", "no_signal", "stopped")
 
