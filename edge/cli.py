@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overload-fps", type=float, metavar="FPS",
                    help="overload source rate (default: twice the throughput fps of the same input)")
     b.add_argument("--classic-filters", type=int, metavar="N",
-                   help="base filters of classic-unet (default: the first model's; the U-Net paper used 64)")
+                   help="base filters of classic-unet (default: the first model's; the original U-Net design has 64)")
     b.add_argument("--sink", help="sink spec (default: null): fbdev:/dev/fb0, window, video:out.mp4, null")
     b.add_argument("--json", metavar="OUT", help="write the report as JSON (schema: edge/bench/report.py)")
     b.add_argument("--plot", metavar="PNG", help="draw latency over time and the stage breakdown")

@@ -104,7 +104,7 @@ def classic_unet_plan(reference: ModelSpec, base_filters: int | None = None, roo
     """The classic 4-skip float32 U-Net matching ``reference``, cached under ``root`` (default `cache_dir`).
 
     Same input size, preprocessing and thresholds as ``reference``; ``base_filters``, else those recorded in
-    its provenance (`builder_options`; `DEFAULT_CLASSIC_FILTERS` when absent; the original U-Net paper used
+    its provenance (`builder_options`; `DEFAULT_CLASSIC_FILTERS` when absent; the original U-Net design has
     64); BatchNorm, plain 3x3 convs, transposed-conv upsampling, batch 1; random weights (seed 0).
     Raises ValueError (with the reason) when the input size is not divisible by 2**4, which 4 poolings need.
     """

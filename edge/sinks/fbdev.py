@@ -10,7 +10,7 @@ Pixel formats: 32 bpp (XRGB8888 little-endian: bytes B, G, R, X per pixel) and 1
 which may be larger than ``width * bpp / 8``.
 
 The blinking console cursor and console blanking are not handled here: the appliance
-install turns them off (kernel command line / ``setterm``), see the systemd install issue.
+install turns them off (kernel command line / ``setterm``): systemd/install.sh and the unit.
 
 The target may also be a plain, pre-sized file (tests, screen captures); then width,
 height and bpp must be given explicitly.

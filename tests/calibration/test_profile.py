@@ -96,7 +96,7 @@ def test_created_needs_a_time_zone(tmp_path):
             load_profile(tmp_path / "naive.yaml")
         assert "created: got" in str(e.value) and "no time zone" in str(e.value), text
         assert "'2025-01-31T10:42:00Z'" in str(e.value)  # what to write instead
-    # With a zone it is the same instant, kept in UTC as the README says.
+    # With a zone it is the same instant, kept in UTC as docs/operator.md says.
     (tmp_path / "cest.yaml").write_text("created: 2025-01-31T12:42:00+02:00\n" + body)
     created = load_profile(tmp_path / "cest.yaml").created
     assert created == datetime.datetime(2025, 1, 31, 10, 42, tzinfo=datetime.timezone.utc)

@@ -75,7 +75,7 @@ def test_hardening_exposure_score(tmp_path):
     assert float(m.group(1)) <= 1.85, r.stdout
 
 
-#: Every hardening setting of the unit (README, "What the unit does"), with its value.
+#: Every hardening setting of the unit (docs/operator.md, "What the unit does"), with its value.
 HARDENING = {
     "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
     "CapabilityBoundingSet": "",  # empty: no capabilities at all
