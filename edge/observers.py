@@ -28,7 +28,7 @@ def observers_for(plan: RunPlan) -> list[PipelineObserver]:
 
         observers.append(ProfileWatcher(plan.profile))
     if cfg.record.mode != "off":
-        from edge.record import Recorder
+        from edge.recording.recorder import Recorder
 
         observers.append(Recorder(cfg.record, blank=plan.blank, profile_path=plan.profile_path))
     observers.extend(_health_observers(cfg))

@@ -22,7 +22,7 @@ from calibration.calibrate import calibrate
 from edge.cli import EXIT_OK, main
 from edge.config import SourceConfig
 from edge.profile import blank_in_roi
-from edge.record import load_raw
+from edge.recording.session import load_raw
 from tests.calibration.synth import layouts, render_sequence
 from tests.calibration.test_cli import read_video
 

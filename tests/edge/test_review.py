@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-import edge.record as record
 from edge.cli import EXIT_DISAGREE, EXIT_OK, EXIT_SESSION, EXIT_SINK, main
 from edge.config import Config, with_overrides
 from edge.models import default_model_path
 from edge.pipeline import Pipeline
-from edge.record import Recorder, list_sessions
+from edge.recording.recorder import Recorder
+from edge.recording.session import ANNOTATED_FILE, FRAMES_FILE, MANIFEST_FILE, list_sessions
 from edge.review import compare_session, export_session, load_session, resolve_session
 from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
@@ -51,7 +51,7 @@ def test_export_opens_in_opencv_and_counts_match_the_manifest(session_dir, tmp_p
     out = tmp_path / "export"
     assert main(["review", str(session_dir), "--export", str(out)]) == EXIT_OK
     assert f"{FRAMES} frames" in capsys.readouterr().out
-    manifest = json.loads((session_dir / record.MANIFEST_FILE).read_text())
+    manifest = json.loads((session_dir / MANIFEST_FILE).read_text())
     assert manifest["frames"] == FRAMES
 
     clip = out / "clip.mp4"
@@ -60,13 +60,13 @@ def test_export_opens_in_opencv_and_counts_match_the_manifest(session_dir, tmp_p
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == manifest["frames"]
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (580, 420)
     cap.release()
-    assert count_video_frames(session_dir / record.ANNOTATED_FILE) == manifest["frames"]
+    assert count_video_frames(session_dir / ANNOTATED_FILE) == manifest["frames"]
 
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] >= 6 * 240 and sheet.std() > 10
 
     rows = list(csv.DictReader((out / "detections.csv").open()))
-    lines = [json.loads(x) for x in (session_dir / record.FRAMES_FILE).read_text().splitlines()]
+    lines = [json.loads(x) for x in (session_dir / FRAMES_FILE).read_text().splitlines()]
     assert len(rows) == manifest["frames"]
     assert [int(r["seq"]) for r in rows] == [x["seq"] for x in lines]
     assert [r["decision"] for r in rows] == [x["decision"] for x in lines]
@@ -80,8 +80,8 @@ def test_export_clip_is_the_recorded_frames_with_the_overlay_where_nerve(session
     from edge.types import Decision
 
     ex = export_session(load_session(session_dir), tmp_path / "x")
-    manifest = json.loads((session_dir / record.MANIFEST_FILE).read_text())
-    lines = [json.loads(x) for x in (session_dir / record.FRAMES_FILE).read_text().splitlines()]
+    manifest = json.loads((session_dir / MANIFEST_FILE).read_text())
+    lines = [json.loads(x) for x in (session_dir / FRAMES_FILE).read_text().splitlines()]
     cfg = Config.model_validate(manifest["config"])
     overlay = Overlay(cfg.overlay, None, manifest["model"]["thresholds"]["mask"])
     body = (slice(60, 380), slice(0, 580))  # below the status lines, above the footer
@@ -170,7 +170,7 @@ def test_another_model_reports_where_it_disagrees(session_dir, tmp_path, capsys)
     assert report.frames == FRAMES and report.inputs_reproduced == FRAMES
     # The same comparison computed here from the files: the raw PNG through the float model, the
     # recorded p_nerve and mask PNG, the recorded run's presence.enter (0.7) for both votes.
-    manifest = json.loads((session_dir / record.MANIFEST_FILE).read_text())
+    manifest = json.loads((session_dir / MANIFEST_FILE).read_text())
     enter = manifest["config"]["presence"]["enter"]
     assert enter == 0.7 and manifest["model"]["thresholds"]["presence_enter"] == 0.7
     new_mask_thr = float_runner.spec.thresholds.mask
@@ -208,11 +208,11 @@ def test_another_model_reports_where_it_disagrees(session_dir, tmp_path, capsys)
 def test_a_session_cut_off_by_a_crash_is_still_reviewable(session_dir, tmp_path):
     cut = tmp_path / session_dir.name
     shutil.copytree(session_dir, cut)
-    m = json.loads((cut / record.MANIFEST_FILE).read_text())
+    m = json.loads((cut / MANIFEST_FILE).read_text())
     m.update(stopped_utc=None, frames=0)  # the state a crash leaves: the start manifest only
-    (cut / record.MANIFEST_FILE).write_text(json.dumps(m))
-    lines = (cut / record.FRAMES_FILE).read_text().splitlines()
-    (cut / record.FRAMES_FILE).write_text("\n".join(lines[:10]) + "\n" + lines[10][: len(lines[10]) // 2])
+    (cut / MANIFEST_FILE).write_text(json.dumps(m))
+    lines = (cut / FRAMES_FILE).read_text().splitlines()
+    (cut / FRAMES_FILE).write_text("\n".join(lines[:10]) + "\n" + lines[10][: len(lines[10]) // 2])
     s = load_session(cut)
     assert not s.complete and len(s.frames) == 10
     ex = export_session(s, tmp_path / "out")
