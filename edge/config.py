@@ -136,8 +136,8 @@ class RecordConfig(_Section):
     pre_roll_s: float = Field(3.0, ge=0, le=60, description="seconds before the trigger kept (ring buffer)")
     post_roll_s: float = Field(3.0, ge=0, le=600, description="seconds recorded after the trigger ends")
     max_gb: float = Field(
-        10.0, gt=0, description="quota for all sessions, gigabytes; the oldest are deleted first; a session is split "
-        "at a quarter"
+        10.0, ge=0.01, description="quota for all sessions, gigabytes (at least 0.01: the writer keeps a 1 MiB "
+        "reserve); the oldest are deleted first; a session is split at a quarter"
     )
     max_days: float = Field(30.0, gt=0, description="sessions older than this many days are deleted")
     full_frame: bool = Field(
@@ -308,7 +308,12 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Confi
             picked = tag is not None and container is not None and issubclass(container, KindSection)
             lines.append(f"{path}: required key is missing" + (f" for the {tag} {container.section}" if picked else ""))
         else:
-            lines.append(f"{path}: got {quote(e.get('input'))}: {msg}")
+            hint = ""
+            if isinstance(e.get("input"), bool) and e["type"] in ("literal_error", "string_type"):
+                # YAML 1.1 reads unquoted off/on/no/yes as false/true
+                hint = f" (YAML reads unquoted off/on/no/yes as {str(e['input']).lower()}: put the word in quotes, " \
+                       "e.g. mode: \"off\")"
+            lines.append(f"{path}: got {quote(e.get('input'))}: {msg}{hint}")
     if len(lines) > MAX_PROBLEMS:  # a list of thousands of bad values: the first few say what is wrong
         lines[MAX_PROBLEMS:] = [f"... and {len(lines) - MAX_PROBLEMS} more faults of the same kind"]
     return lines

@@ -189,6 +189,14 @@ def resolve_run(cfg: Config, *, where: str = "<config>", runner: ModelRunner | N
         roi = profile.image_roi  # config validation refuses roi and profile together
         flips = profile.flips
         blank = profile.blank_rois
+    size = cfg.source.frame_size()
+    if roi is not None and size is not None and not roi.clip_to(*size):
+        # the loop would show the picture unanalysed forever: refuse it before the first frame
+        said = f"the site profile {profile_path}" if profile_path else "roi"
+        raise ConfigError(where, [
+            f"roi (from {said}) x={roi.x} y={roi.y} w={roi.w} h={roi.h} does not fit the {size[0]}x{size[1]} "
+            "frames source.width/height ask for: recalibrate for this capture size, or fix either"
+        ])
     rules = settle_rules(cfg.presence, spec.thresholds, where=where, model=f"model spec of {model_path.name}")
     return RunPlan(config=cfg, model_path=model_path, spec=spec, rules=rules, roi=roi,
                    flips=(bool(flips[0]), bool(flips[1])), blank=tuple(blank), profile=profile,

@@ -137,6 +137,13 @@ class ModelRunner:
             )
         self._in_index = int(inp["index"])
         self._in_dtype = np.dtype(inp["dtype"])
+        integer_input = self._in_dtype in _INT_RANGES
+        if integer_input != (self._spec.quantization == "int8"):
+            # the status file, the recordings and the card would report the wrong model kind
+            raise ModelError(
+                f"model {self._path} takes {self._in_dtype.name} input but its spec {self._spec.name!r} says "
+                f"quantization {self._spec.quantization}: the spec belongs to another conversion of this model"
+            )
         self._in_buf = np.zeros((1, h, w, 1), self._in_dtype)
         self._in_scale, self._in_zero = self._quant_params(inp, "input")
         # float scratch for quantising, so infer() allocates nothing on the input side

@@ -37,6 +37,12 @@ class SourceConfig(KindSection):
 
     section = "source"
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the frames this source will deliver when its config fixes both, else None."""
+        size = self.model_dump(include={"width", "height"})  # kinds without these fields (images) give {}
+        width, height = size.get("width"), size.get("height")
+        return (width, height) if width and height else None
+
     def __new__(cls, *args: Any, **data: Any) -> SourceConfig:
         if cls is SourceConfig:
             from edge.sources import SOURCES  # the registry knows the kinds; imported here to avoid a cycle

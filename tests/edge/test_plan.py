@@ -173,3 +173,24 @@ def test_a_runner_of_another_model_is_refused_by_the_pipeline(runner, tmp_path):
     other = dataclasses.replace(plan, spec=plan.spec.model_copy(update={"name": "another"}))
     with pytest.raises(ValueError, match="not the plan's model"):
         Pipeline(other, object(), runner, NullSink())
+
+
+def test_more_faults_run_would_meet_are_refused_before_it_starts(tmp_path, capsys):
+    roi_off = {"source": {"spec": "v4l2", "width": 640, "height": 480}, "roi": {"x": 600, "y": 0, "w": 100, "h": 100}}
+    for data, text in ((roi_off, "does not fit the 640x480"),
+                       ({"record": {"mode": False}}, 'put the word in quotes, e.g. mode: "off"'),
+                       ({"record": {"max_gb": 0.0005}}, "record.max_gb")):
+        path = _write(tmp_path / "cfg.yaml", data)
+        assert main(["check-config", str(path)]) == EXIT_CONFIG
+        assert text in capsys.readouterr().err
+
+
+def test_a_spec_that_says_int8_for_a_float32_model_is_refused(tmp_path):
+    float_model = default_model_path().with_name("nerveseg-float32.tflite")
+    model = tmp_path / "m.tflite"
+    shutil.copy(float_model, model)
+    from edge.spec import save_spec
+
+    save_spec(load_spec(float_model).model_copy(update={"quantization": "int8"}), model)
+    with pytest.raises(ModelError, match="float32 input but its spec .* says quantization int8"):
+        ModelRunner(model, threads=1)
