@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import paths
 from edge.errors import ConfigError, ModelError
 from edge.models import default_model_path
 from edge.spec import ModelSpec, load_spec, sha256_file
@@ -66,8 +66,7 @@ def float32_twin_path(model_path: str | Path) -> Path:
 
 def cache_dir() -> Path:
     """Where built benchmark models are kept: ``$XDG_CACHE_HOME/nerveseg/bench`` or ``~/.cache/nerveseg/bench``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nerveseg" / "bench"
+    return paths.cache_dir() / "bench"
 
 
 def builder_options(spec: ModelSpec) -> dict:
