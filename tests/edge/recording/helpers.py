@@ -134,10 +134,12 @@ def expected_sessions(frames: list[dict], cfg: RecordConfig, toggles_at=()) -> l
 
 
 def fake_session(root: Path, name: str, nbytes: int) -> Path:
-    """A finished session folder ``name`` holding ``nbytes`` (for retention)."""
+    """A finished session folder ``name`` holding ``nbytes`` as retention counts them (apparent size: a
+    sparse file, so megabytes cost no disk)."""
     d = root / name
     d.mkdir(parents=True)
-    (d / "raw.bin").write_bytes(b"x" * nbytes)
+    with open(d / "raw.bin", "wb") as f:
+        f.truncate(nbytes)
     return d
 
 

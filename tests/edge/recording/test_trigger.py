@@ -194,10 +194,11 @@ def test_discard_books_a_lost_frame_only_inside_a_session():
 
 
 def test_from_config_uses_the_record_section():
-    cfg = RecordConfig(mode="on-detection", pre_roll_s=0.02, post_roll_s=0.01, max_gb=0.000_001, buffer_mb=1)
+    cfg = RecordConfig(mode="on-detection", pre_roll_s=0.02, post_roll_s=0.01, max_gb=0.01, buffer_mb=1)
     t = Trigger.from_config(cfg)
-    # pre-roll 20 ms: two frames; post-roll 10 ms; split at QUOTA_SHARE of max_gb = 250 bytes
-    assert play(t, "...n.n", session_bytes=[0, 0, 0, 0, 1000 * QUOTA_SHARE - 1, 1000 * QUOTA_SHARE]) == [
+    # pre-roll 20 ms: two frames; post-roll 10 ms; split at QUOTA_SHARE of max_gb = 2.5 MB
+    split = 0.01e9 * QUOTA_SHARE
+    assert play(t, "...n.n", session_bytes=[0, 0, 0, 0, split - 1, split]) == [
         "3: open(nerve detected,pre=2) w1p w2p w3", "4: w4",
         "5: close(session size reached 0.25 of record.max_gb) open(continued,pre=0) w5", "end: close(loop ended)"]
     with pytest.raises(ValueError, match="off"):
