@@ -125,7 +125,7 @@ class LoggingConfig(_Section):
 
 
 class RecordConfig(_Section):
-    """Recording for review (`edge.record`): when to record, where, and how much disk it may use."""
+    """Recording for review (`edge.recording`): when to record, where, and how much disk it may use."""
 
     mode: Literal["off", "always", "on-detection", "manual"] = Field(
         "off", description="off | always | on-detection (decision 'nerve') | manual (SIGUSR1, or 'r' in a window); "

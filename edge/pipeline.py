@@ -25,21 +25,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from dataclasses import replace as dc_replace
 
 import numpy as np
 
 from edge.analyze import Analyzer
-from edge.config import Config
 from edge.control import QUIT, CommandChannel
 from edge.errors import SourceExhausted
 from edge.overlay import Overlay, OverlayStatus
-from edge.plan import RunPlan, resolve_run
+from edge.plan import RunPlan
 from edge.preprocess import crop_roi
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
-from edge.types import Decision, Frame, PipelineSnapshot, Result, Roi, StageStats, Stats
+from edge.types import Decision, Frame, PipelineSnapshot, Result, StageStats, Stats
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +101,9 @@ class CaptureThread(threading.Thread):
     def __init__(self, source: FrameSource, slot: LatestSlot, stop: threading.Event, timer: StageTimer):
         super().__init__(name="nerveseg-capture", daemon=True)
         self.source = source
-        self.slot = slot
+        self._slot = slot
         self.stop = stop
-        self.timer = timer
+        self._timer = timer
         self.captured = 0
         self.exhausted = False
         self.error: BaseException | None = None
@@ -123,14 +121,14 @@ class CaptureThread(threading.Thread):
                     continue
                 # Time of the read that produced a frame: grab + decode, plus pacing
                 # sleep for sources paced at their own fps.
-                self.timer.record_one("capture", time.perf_counter_ns() - t0)
+                self._timer.record_one("capture", time.perf_counter_ns() - t0)
                 self.captured += 1
-                self.slot.put(frame)
+                self._slot.put(frame)
         except Exception as e:  # noqa: BLE001 - reported by the pipeline, which decides the exit
             self.error = e
             logger.exception("capture thread failed")
         finally:
-            self.slot.close()
+            self._slot.close()
 
 
 @dataclass
@@ -250,34 +248,34 @@ class _Counters:
 
 
 class Pipeline:
-    """Wires a source, the model, smoothing, overlay and a sink into the live loop.
+    """Wires a source, the analysis, the overlay and a sink into the live loop.
 
+    plan: the settled run (`edge.plan.resolve_run`); runner: its model, loaded (`RunPlan.open_runner`).
     The pipeline owns neither the source nor the sink: the caller opens and
     closes them (context managers), so errors opening them surface before the
     loop starts. ``stop`` is the one event that ends everything; the CLI sets it
-    from SIGTERM/SIGINT.
+    from SIGTERM/SIGINT/SIGHUP. ``commands`` carries the operator's quit and
+    record-toggle requests (signal handlers, the sink's keys).
+
+    What observers may read: `snapshot` (counters), `stats` (percentiles), ``plan``,
+    ``cfg``, ``roi``, ``flips``, ``runner``, ``source``, ``sink``, ``overlay``,
+    ``commands``, ``notices`` (which they may also write), ``state``, ``last_error``.
+    The rest is the loop's own.
     """
 
     def __init__(
         self,
-        plan: RunPlan | Config,
+        plan: RunPlan,
         source: FrameSource,
         runner: ModelRunner,
         sink: Sink,
+        *,
         stop: threading.Event | None = None,
         drop_frames: bool = True,
-        roi: Roi | None = None,
-        on_frame: Callable[[Frame, Result, Decision], None] | None = None,
         observers: Sequence[PipelineObserver] = (),
-        flips: tuple[bool, bool] | None = None,
         annotate: Callable[[Frame], None] | None = None,
         commands: CommandChannel | None = None,
     ):
-        if isinstance(plan, Config):  # transitional: a bare config is resolved against the given runner
-            plan = resolve_run(plan, runner=runner)
-        if roi is not None or flips is not None:  # transitional overrides of the plan's ROI and flips
-            plan = dc_replace(plan, roi=roi if roi is not None else plan.roi,
-                              flips=plan.flips if flips is None else (bool(flips[0]), bool(flips[1])))
         if runner.spec != plan.spec:
             raise ValueError(f"runner {runner.model_path} is not the plan's model {plan.model_path}")
         self.plan = plan
@@ -287,7 +285,6 @@ class Pipeline:
         self.sink = sink
         self.stop = stop or threading.Event()
         self.drop_frames = drop_frames
-        self.on_frame = on_frame
         #: draws on ``frame.image`` after the overlay, before the sink (e.g. the demo's expert boxes); never
         #: seen by the network
         self.annotate = annotate
@@ -307,10 +304,10 @@ class Pipeline:
         self.flips = plan.flips
         self.analyzer = Analyzer(runner, plan.rules, self.roi, plan.flips)
         self.overlay = Overlay(cfg.overlay, self.roi, plan.rules.mask_threshold)
-        self.timer = StageTimer()
-        self.counters = _Counters()
-        self.slot = LatestSlot(lossless=not drop_frames, stop=self.stop)
-        self.capture = CaptureThread(source, self.slot, self.stop, self.timer)
+        self._timer = StageTimer()
+        self._counters = _Counters()
+        self._slot = LatestSlot(lossless=not drop_frames, stop=self.stop)
+        self._capture = CaptureThread(source, self._slot, self.stop, self._timer)
         self._t_run0 = 0.0
         self._last_shape: tuple[int, int] | None = None
         self._roi_warned_shape: tuple[int, int] | None = None
@@ -339,7 +336,7 @@ class Pipeline:
 
     def process(self, frame: Frame) -> Decision | None:
         """Run one frame through the hot path and show it. Returns the decision (None if not analysed)."""
-        timer = self.timer
+        timer = self._timer
         timer.start()
         self._last_shape = frame.image.shape[:2]
         status_fps = self._current_fps()
@@ -356,10 +353,10 @@ class Pipeline:
                 self.annotate(frame)
             self.sink.show(frame.image)
             self.state = "not_analysed"
-            self.counters.not_analysed_frames += 1
+            self._counters.not_analysed_frames += 1
             if self.observers:
                 self._notify_frame(FrameEvent(
-                    seq=self.counters.frames, frame=frame, roi_raw=None, model_input=None, result=None,
+                    seq=self._counters.frames, frame=frame, roi_raw=None, model_input=None, result=None,
                     decision=None, state="not_analysed",
                     latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6,
                 ))
@@ -388,14 +385,12 @@ class Pipeline:
         timer.finish()
         latency_ns = time.monotonic_ns() - frame.t_capture_ns
         timer.record_one("latency", latency_ns)
-        c = self.counters
+        c = self._counters
         seq = c.frames
         c.frames += 1
         c.nerve_frames += decision.nerve
         c.stale_frames += stale
         self.state = status.state
-        if self.on_frame is not None:
-            self.on_frame(frame, result, decision)
         if self.observers:
             stages = {s: v for s in STAGES if (v := timer.last_ms(s)) is not None}
             self._notify_frame(FrameEvent(
@@ -445,7 +440,7 @@ class Pipeline:
 
     def _current_fps(self) -> float:
         el = time.monotonic() - self._t_run0
-        return self.counters.frames / el if el > 0 else 0.0
+        return self._counters.frames / el if el > 0 else 0.0
 
     def run(self, max_frames: int | None = None) -> Stats:
         """Process frames until ``stop`` is set, ``max_frames`` are done, or a finite source ends.
@@ -466,15 +461,15 @@ class Pipeline:
             self.source.describe(), self.runner.spec.name, self.runner.backend, self.runner.threads,
             self.sink.describe(), self.roi,
         )
-        self.capture.start()
+        self._capture.start()
         self._call_observers("on_start")
         stats: Stats | None = None
         try:
             while not self.stop.is_set():
-                frame = self.slot.get(timeout=0.1)
+                frame = self._slot.get(timeout=0.1)
                 now = time.monotonic()
                 if frame is None:
-                    if self.slot.closed:
+                    if self._slot.closed:
                         break
                     silent = now - last_frame_t
                     if silent >= ocfg.no_signal_after_s and now >= next_no_signal:
@@ -491,7 +486,7 @@ class Pipeline:
                         no_signal = False
                     last_frame_t = now
                     self.process(frame)
-                    if max_frames and self.counters.frames + self.counters.not_analysed_frames >= max_frames:
+                    if max_frames and self._counters.frames + self._counters.not_analysed_frames >= max_frames:
                         break
                 for command in self.sink.take_commands():
                     self.commands.request(command)
@@ -503,27 +498,27 @@ class Pipeline:
                     next_stats = now + interval
         finally:
             self.stop.set()
-            self.capture.join(timeout=2.0)
-            if self.capture.is_alive():
+            self._capture.join(timeout=2.0)
+            if self._capture.is_alive():
                 logger.warning("capture thread did not stop within 2 s (blocked in the driver?)")
-            if self.capture.error is None:
+            if self._capture.error is None:
                 stats = self.stats()
             else:
-                self.last_error = f"capture: {self.capture.error}"
+                self.last_error = f"capture: {self._capture.error}"
             self.state = "stopped"
             self._call_observers("on_stop", stats)
-        if self.capture.error is not None:
-            raise self.capture.error
+        if self._capture.error is not None:
+            raise self._capture.error
         self._log_stats(final=True)
         return stats
 
     def snapshot(self) -> PipelineSnapshot:
         """The loop's counters now (cheap: no percentiles; `stats` has those). Safe from the processing thread."""
         el = time.monotonic() - self._t_run0 if self._t_run0 else 0.0
-        c = self.counters
+        c = self._counters
         return PipelineSnapshot(
             state=self.state, frames=c.frames, nerve_frames=c.nerve_frames, stale_frames=c.stale_frames,
-            not_analysed_frames=c.not_analysed_frames, captured=self.capture.captured, dropped=self.slot.dropped,
+            not_analysed_frames=c.not_analysed_frames, captured=self._capture.captured, dropped=self._slot.dropped,
             elapsed_s=el, fps=c.frames / el if el > 0 else 0.0, source=self.source.status(),
             last_error=self.last_error,
         )
@@ -532,18 +527,18 @@ class Pipeline:
         """Counters and per-stage percentiles since the start. ``stages``: only these (None: every stage and
         "total"); percentiles cost a sort per stage, so observers that need one or two name them."""
         el = max(time.monotonic() - self._t_run0, 1e-9)
-        c = self.counters
+        c = self._counters
         names = (*STAGES, "total") if stages is None else stages
-        stages = {s: st for s in names if (st := self.timer.stats(s)) is not None}
+        stages = {s: st for s in names if (st := self._timer.stats(s)) is not None}
         return Stats(
             frames=c.frames,
-            captured=self.capture.captured,
-            dropped=self.slot.dropped,
+            captured=self._capture.captured,
+            dropped=self._slot.dropped,
             nerve_frames=c.nerve_frames,
             elapsed_s=el,
             fps=c.frames / el,
             stages=stages,
-            latency=self.timer.stats("latency"),
+            latency=self._timer.stats("latency"),
         )
 
     def _log_stats(self, final: bool = False) -> None:

@@ -1,6 +1,6 @@
 """`nerveseg review SESSION`: look at a recording again, export it, or re-run another model over it.
 
-A session (see `edge.record`) holds the ROI crops as captured, the network's masks
+A session (see `edge.recording.session`) holds the ROI crops as captured, the network's masks
 and one JSONL line per frame. Review re-draws the overlay from those with the live
 overlay code: the recorded verdict, and the network's own mask of that frame (the
 live outline was a running average of the last masks; the session's

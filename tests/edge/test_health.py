@@ -36,6 +36,7 @@ from edge.health import metrics as health_metrics
 from edge.models import default_model_path
 from edge.observers import observers_from_config
 from edge.pipeline import Pipeline, PipelineObserver
+from edge.plan import resolve_run
 from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
 from edge.sources import open_source
@@ -158,7 +159,7 @@ class Broken(PipelineObserver):
 
 def _run(cfg: Config, runner, observers, seconds: float, source_spec: str | None = None) -> Pipeline:
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, NullSink(), observers=observers)
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, NullSink(), observers=observers)
         th = threading.Thread(target=pipe.run)
         th.start()
         time.sleep(seconds)
@@ -222,7 +223,7 @@ def test_status_file_reports_no_signal_while_no_frame_comes(tmp_path, runner):
     states = []
     mon = HealthMonitor(cfg.health, disk_path=tmp_path)
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, NullSink(), observers=[mon])
         th = threading.Thread(target=pipe.run)
         th.start()
         deadline = time.monotonic() + 5
@@ -261,7 +262,7 @@ def _live_metrics(tmp_path, runner, lung_clips):
     )
     mon = HealthMonitor(cfg.health, disk_path=tmp_path)
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, NullSink(), observers=[mon])
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, NullSink(), observers=[mon])
         th = threading.Thread(target=pipe.run)
         th.start()
         try:
@@ -397,7 +398,7 @@ def test_a_hung_loop_shows_as_a_growing_status_age(tmp_path, runner, lung_clips,
     mon = HealthMonitor(cfg.health, disk_path=tmp_path)
     sink = WedgedDisplaySink()
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, sink, observers=[mon])
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, observers=[mon])
         th = threading.Thread(target=pipe.run)
         th.start()
         try:

@@ -36,6 +36,7 @@ from edge.notify import (
 )
 from edge.observers import observers_from_config
 from edge.pipeline import Pipeline, PipelineObserver
+from edge.plan import resolve_run
 from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
 from edge.sources import open_source
@@ -190,7 +191,8 @@ class WedgedDisplaySink(NullSink):
 
 def _start(cfg: Config, source, runner, notifier: SystemdNotifier, sink=None,
            observers=()) -> tuple[Pipeline, threading.Thread]:
-    pipe = Pipeline(cfg, source, runner, sink or NullSink(), observers=[*observers, notifier])
+    pipe = Pipeline(resolve_run(cfg, runner=runner),
+                    source, runner, sink or NullSink(), observers=[*observers, notifier])
     th = threading.Thread(target=pipe.run, daemon=True)
     th.start()
     return pipe, th

@@ -16,11 +16,12 @@ from edge.config import Config, SinkConfig, SourceConfig, with_overrides
 from edge.errors import SourceExhausted
 from edge.models import default_model_path
 from edge.pipeline import STAGES, LatestSlot, Pipeline
+from edge.plan import resolve_run
 from edge.runner import ModelRunner
 from edge.sinks import open_sink
 from edge.sinks.base import SinkBase
-from edge.sources.base import SourceBase
 from edge.sources import open_source
+from edge.sources.base import SourceBase
 from edge.types import Frame
 
 
@@ -96,7 +97,7 @@ def test_lung_clip_end_to_end_every_frame(lung_clips, runner):
     cfg = Config(source=SourceConfig(spec=f"file:{clip}", pace=False))
     sink = RecordingSink()
     with open_source(cfg.source) as src:
-        stats = Pipeline(cfg, src, runner, sink, drop_frames=False).run()
+        stats = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, drop_frames=False).run()
     assert stats.frames == stats.captured == len(sink.shown) == 187
     assert stats.dropped == 0
 
@@ -109,7 +110,8 @@ def test_lung_clip_end_to_end_every_frame(lung_clips, runner):
 def test_lossless_run_stopped_early_drops_nothing(lung_clips, runner):
     cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False))
     with open_source(cfg.source) as src:
-        stats = Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False).run(max_frames=20)
+        stats = Pipeline(resolve_run(cfg, runner=runner),
+                         src, runner, RecordingSink(), drop_frames=False).run(max_frames=20)
     assert stats.frames == 20 and stats.dropped == 0
 
 
@@ -120,13 +122,13 @@ def test_overload_latency_stays_bounded_and_drops_are_counted(runner):
     cfg = Config(source=SourceConfig(spec="phantom", pace=False, width=1280, height=720))
     sink = RecordingSink(delay_s=0.025)
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, sink)
-        stats = pipe.run(max_frames=40)
+        w = _Watcher()
+        stats = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, observers=[w]).run(max_frames=40)
     assert stats.frames == 40
     assert stats.dropped > 0
     assert stats.captured >= stats.frames + stats.dropped
     period_ms = stats.stages["total"].p99
-    lat = pipe.timer.values_ms("latency")
+    lat = np.array([e.latency_ms for e in w.events])
     # Latency of the last frames is no larger than of the first: it does not grow.
     assert lat[-10:].mean() < lat[:10].mean() + period_ms
     # One frame waiting in the slot at most, then its own processing.
@@ -136,26 +138,27 @@ def test_overload_latency_stays_bounded_and_drops_are_counted(runner):
 def test_stale_results_are_marked(runner):
     cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, overlay={"stale_after_ms": 0.001})
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, RecordingSink())
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, RecordingSink())
         pipe.run(max_frames=5)
-    assert pipe.counters.stale_frames == 5
+    assert pipe.snapshot().stale_frames == 5
 
 
 def test_clean_stop_within_a_second(runner):
     cfg = Config(source=SourceConfig(spec="phantom", fps=30))
     stop = threading.Event()
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, RecordingSink(), stop=stop)
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, RecordingSink(), stop=stop)
         th = threading.Thread(target=pipe.run)
         th.start()
         time.sleep(0.7)
-        assert pipe.counters.frames > 3
+        assert pipe.snapshot().frames > 3
         t0 = time.monotonic()
         stop.set()
         th.join(timeout=2.0)
         assert not th.is_alive()
         assert time.monotonic() - t0 < 1.0
-        assert not pipe.capture.is_alive()
+        assert not [t for t in threading.enumerate() if t.name == "nerveseg-capture" and t.is_alive()]
+        assert pipe.snapshot().state == "stopped"
 
 
 def test_no_signal_screen_when_the_capture_card_is_gone(runner):
@@ -167,7 +170,7 @@ def test_no_signal_screen_when_the_capture_card_is_gone(runner):
     stop = threading.Event()
     sink = RecordingSink()
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, sink, stop=stop)
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, stop=stop)
         th = threading.Thread(target=pipe.run)
         th.start()
         time.sleep(1.0)
@@ -178,7 +181,7 @@ def test_no_signal_screen_when_the_capture_card_is_gone(runner):
     expected = pipe.overlay.no_signal(420, 580, "capture device not connected: retrying")
     np.testing.assert_array_equal(sink.shown[0], expected)
     assert not np.array_equal(expected, pipe.overlay.no_signal(420, 580))
-    assert pipe.counters.frames == 0
+    assert pipe.snapshot().frames == 0
 
 
 class _FailingSource(SourceBase):
@@ -202,13 +205,14 @@ class _FailingSource(SourceBase):
 
 def test_capture_thread_error_reaches_the_caller(runner):
     with pytest.raises(RuntimeError, match="driver exploded"):
-        Pipeline(Config(), _FailingSource(3), runner, RecordingSink(), drop_frames=False).run()
+        Pipeline(resolve_run(Config(),
+                 runner=runner), _FailingSource(3), runner, RecordingSink(), drop_frames=False).run()
 
 
 def test_phantom_ui_image_roi_is_used(runner):
     cfg = Config(source=SourceConfig(spec="phantom", pace=False, width=1280, height=720))
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, RecordingSink())
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, RecordingSink())
         assert pipe.roi == src.image_roi and pipe.roi.w < 1280
         assert pipe.run(max_frames=3).frames == 3
 
@@ -218,7 +222,7 @@ def test_frame_limit_counts_frames_shown_without_analysis(runner):
     cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, roi={"x": 0, "y": 0, "w": 4000, "h": 10})
     sink = RecordingSink()
     with open_source(cfg.source) as src:
-        stats = Pipeline(cfg, src, runner, sink, drop_frames=False).run(max_frames=7)
+        stats = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, drop_frames=False).run(max_frames=7)
     assert stats.frames == 0 and len(sink.shown) == 7
 
 
@@ -226,14 +230,14 @@ def test_configured_roi_that_does_not_fit_shows_picture_without_analysis(runner)
     cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, roi={"x": 0, "y": 0, "w": 4000, "h": 10})
     sink = RecordingSink()
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, sink)
+        pipe = Pipeline(resolve_run(cfg, runner=runner), src, runner, sink)
         # no analysed frames ever reach max_frames, so stop by time
         th = threading.Thread(target=pipe.run)
         th.start()
         time.sleep(0.5)
         pipe.stop.set()
         th.join(2.0)
-    assert len(sink.shown) > 0 and pipe.counters.frames == 0
+    assert len(sink.shown) > 0 and pipe.snapshot().frames == 0
     # The picture is shown marked NOT ANALYSED, never with a "No nerve found" verdict.
     from edge.overlay import OverlayStatus
     from edge.types import Decision
@@ -251,20 +255,18 @@ def test_configured_roi_that_does_not_fit_shows_picture_without_analysis(runner)
 def test_finite_source_ends_the_run(data_dir, runner):
     folder = data_dir / "kaggle-bp" / "fullres" / "images"
     cfg = Config(source=SourceConfig(spec=f"images:{folder}", pace=False))
-    seen = []
     with open_source(cfg.source) as src:
-        pipe = Pipeline(
-            cfg, src, runner, RecordingSink(), drop_frames=False, on_frame=lambda f, r, d: seen.append(f.seq)
-        )
-        stats = pipe.run()
-    assert stats.frames == 55 and seen == list(range(55))
+        w = _Watcher()
+        stats = Pipeline(resolve_run(cfg, runner=runner), src, runner, RecordingSink(), drop_frames=False,
+                         observers=[w]).run()
+    assert stats.frames == 55 and [e.frame.seq for e in w.events] == list(range(55))
 
 
 def test_sink_from_config_receives_frames(tmp_path, lung_clips, runner):
     out = tmp_path / "o.mp4"
     cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False), sink=SinkConfig(spec=f"video:{out}"))
     with open_source(cfg.source) as src, open_sink(cfg.sink, fps_hint=src.nominal_fps) as sink:
-        Pipeline(cfg, src, runner, sink, drop_frames=False).run(max_frames=10)
+        Pipeline(resolve_run(cfg, runner=runner), src, runner, sink, drop_frames=False).run(max_frames=10)
     assert out.stat().st_size > 0
 
 
@@ -280,7 +282,7 @@ def test_source_exhausted_is_not_an_error():
             return "empty"
 
     r = ModelRunner(default_model_path(), threads=1)
-    stats = Pipeline(Config(), Empty(), r, RecordingSink()).run()
+    stats = Pipeline(resolve_run(Config(), runner=r), Empty(), r, RecordingSink()).run()
     assert stats.frames == 0
 
 
@@ -308,7 +310,8 @@ def test_the_loop_feeds_the_network_what_training_preprocessing_makes(tmp_path, 
     cfg = with_overrides(Config(), roi={"x": 30, "y": 20, "w": 500, "h": 380})
     seen = _Watcher()
     with open_source(SourceConfig(spec=f"images:{folder}")) as src:
-        Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False, observers=[seen]).run()
+        Pipeline(resolve_run(cfg, runner=runner),
+                 src, runner, RecordingSink(), drop_frames=False, observers=[seen]).run()
     (event,) = seen.events
     np.testing.assert_array_equal(event.model_input, preprocess(img, cfg.roi.to_roi(), runner.spec.preprocess))
     assert {"roi_gray", "denoise", "resize", "normalise", "infer", "smooth"} <= set(event.stages_ms)
@@ -357,7 +360,8 @@ def test_observers_see_every_frame_with_the_raw_roi_and_timings(lung_clips, runn
     w = _Watcher(needs_raw=True)
     sink = RecordingSink()
     with open_source(cfg.source) as src:
-        stats = Pipeline(cfg, src, runner, sink, drop_frames=False, observers=[w]).run(max_frames=12)
+        stats = Pipeline(resolve_run(cfg, runner=runner),
+                         src, runner, sink, drop_frames=False, observers=[w]).run(max_frames=12)
     assert w.calls[0] == "start" and w.calls[-1] == "stop" and w.calls.count("frame") == 12
     assert w.stats is stats
     assert [e.seq for e in w.events] == list(range(12))
@@ -374,7 +378,8 @@ def test_failing_observer_never_stops_the_overlay(lung_clips, runner):
     cfg = Config(source=SourceConfig(spec=f"file:{lung_clips[-1]}", pace=False))
     bad, good = _Watcher(fail=True), _Watcher()
     with open_source(cfg.source) as src:
-        pipe = Pipeline(cfg, src, runner, RecordingSink(), drop_frames=False, observers=[bad, good])
+        pipe = Pipeline(resolve_run(cfg, runner=runner),
+                        src, runner, RecordingSink(), drop_frames=False, observers=[bad, good])
         stats = pipe.run(max_frames=20)
     assert stats.frames == 20 and len(good.events) == 20 and bad.calls.count("frame") == 20
     assert "disk on fire" in pipe.last_error and pipe.state == "stopped"
@@ -391,7 +396,8 @@ def test_observer_notice_is_drawn_on_screen(lung_clips, runner):
     plain, noted = RecordingSink(), RecordingSink()
     for sink, obs in ((plain, []), (noted, [Notifier()])):
         with open_source(cfg.source) as src:
-            Pipeline(cfg, src, runner, sink, drop_frames=False, observers=obs).run(max_frames=3)
+            Pipeline(resolve_run(cfg, runner=runner),
+                     src, runner, sink, drop_frames=False, observers=obs).run(max_frames=3)
     np.testing.assert_array_equal(plain.shown[0], noted.shown[0])  # set after frame 0 was drawn
     assert not np.array_equal(plain.shown[2], noted.shown[2])
 
@@ -412,6 +418,6 @@ def test_observers_get_idle_calls_while_no_frame_arrives(runner):
     w = _Watcher()
     stop = threading.Event()
     threading.Timer(0.6, stop.set).start()
-    pipe = Pipeline(cfg, Silent(), runner, RecordingSink(), stop=stop, observers=[w])
+    pipe = Pipeline(resolve_run(cfg, runner=runner), Silent(), runner, RecordingSink(), stop=stop, observers=[w])
     pipe.run()
     assert w.calls.count("idle") >= 3 and w.calls[-1] == "stop"

@@ -4,6 +4,7 @@ exported and re-run with the shipped int8 model and its float32 twin."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import stat
@@ -17,6 +18,7 @@ from edge.cli import EXIT_DISAGREE, EXIT_OK, EXIT_SESSION, EXIT_SINK, main
 from edge.config import Config, with_overrides
 from edge.models import default_model_path
 from edge.pipeline import Pipeline
+from edge.plan import resolve_run
 from edge.recording.recorder import Recorder
 from edge.recording.session import ANNOTATED_FILE, FRAMES_FILE, MANIFEST_FILE, list_sessions
 from edge.review import compare_session, export_session, load_session, resolve_session
@@ -41,7 +43,8 @@ def session_dir(tmp_path_factory, kaggle_fullres) -> Path:
     )
     runner = ModelRunner(default_model_path(), threads=2)
     with open_source(cfg.source) as src:
-        Pipeline(cfg, src, runner, NullSink(), drop_frames=False, observers=[Recorder(cfg.record)]).run()
+        Pipeline(resolve_run(cfg, runner=runner),
+                 src, runner, NullSink(), drop_frames=False, observers=[Recorder(cfg.record)]).run()
     [s] = list_sessions(root)
     return s
 
@@ -244,8 +247,8 @@ def test_mirrored_site_profile_is_reproduced(tmp_path, kaggle_fullres):
                          loop={"max_frames": 8}, record={"mode": "always", "dir": str(tmp_path)})
     runner = ModelRunner(default_model_path(), threads=2)
     with open_source(cfg.source) as src:
-        Pipeline(cfg, src, runner, NullSink(), drop_frames=False, observers=[Recorder(cfg.record)],
-                 flips=(True, False)).run()
+        plan = dataclasses.replace(resolve_run(cfg, runner=runner), flips=(True, False))  # as a site profile says
+        Pipeline(plan, src, runner, NullSink(), drop_frames=False, observers=[Recorder(cfg.record)]).run()
     s = load_session(resolve_session(tmp_path))
     assert s.manifest["flips"] == [True, False]
     report = compare_session(s, runner)

@@ -275,7 +275,7 @@ def test_a_stretch_the_loop_cannot_analyse_does_not_end_the_session(tmp_path, ka
     rec = Recorder(cfg.record)
     spy = Spy(toggles_at=(0,) if mode == "manual" else ())  # manual: on from the first frame
     pipe, _ = run_loop(cfg, runner, [spy, rec])
-    assert pipe.counters.not_analysed_frames == 15  # 0.3 s of frames, longer than the post-roll
+    assert pipe.snapshot().not_analysed_frames == 15  # 0.3 s of frames, longer than the post-roll
     [(manifest, lines, _)] = sessions(tmp_path / "rec")
     assert manifest["frames"] == len(lines) == 20 and manifest["stop_reason"] == "loop ended"
 
