@@ -330,6 +330,8 @@ class Overlay:
         scale = max(lay.scale * 0.7, _MIN_SCALE)
         thick = max(1, round(scale * 1.6))
         parts, scale, thick = self._fit([(MARK_TEXT, WHITE)], scale, thick, w - 2 * lay.margin)
+        if not parts:  # a frame a few dozen pixels wide has no room for even one letter: draw nothing
+            return
         (tw, _), base = cv2.getTextSize(parts[0][0], _FONT, scale, thick)
         y = h - lay.margin - base
         (_, th), _ = cv2.getTextSize(parts[0][0], _FONT, scale, thick)

@@ -300,6 +300,24 @@ def test_text_stays_inside_small_frames(h, w):
         assert ring.max() == 0, "text reaches the frame's edge (clipped)"
 
 
+@pytest.mark.parametrize("w", [1, 2, 5, 12, 20, 24, 30, 31, 33])
+@pytest.mark.parametrize("h", [1, 7, 30, 420])
+def test_any_frame_size_draws_without_crashing(h, w):
+    # Frames 30 px wide or less used to crash the mark's layout (IndexError), live and on NO SIGNAL:
+    # a tiny capture mode or a 20 px ROI must leave the loop running, with the text skipped if it can't fit.
+    status = OverlayStatus("live", 9.9, 12.0, untrained=True, model_name="mini-unet", message="disk full")
+    mask = blob_mask()
+    for roi in (None, Roi(0, 0, 3, 3)):
+        ov = Overlay(OverlayConfig(), roi, THR)
+        for state in ("live", "stale", "not_analysed", "no_signal"):
+            img = np.full((h, w, 3), 90, np.uint8)
+            out = ov.draw(img, Decision(True, 0.9, mask), OverlayStatus(state, 9.9, 12.0, True, "m", "x"))
+            assert out is img and img.shape == (h, w, 3)
+        ov.draw(np.zeros((h, w, 3), np.uint8), Decision(False, 0.1, None), status)
+        blank = ov.no_signal(h, w, "capture device not connected: retrying")
+        assert blank.shape == (h, w, 3) and blank.dtype == np.uint8
+
+
 def test_draw_is_in_place_and_buffers_are_reused_cleanly():
     h, w, roi = 1080, 1920, Roi(400, 150, 1160, 840)
     frame = gray_frame(h, w)
