@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", nargs="+", action="extend", type=int, metavar="N",
                    help="interpreter (XNNPACK) thread counts (default: 1 2)")
     b.add_argument("--input", nargs="+", action="extend", metavar="NAME",
-                   help="us-WxH, hdmi-WxH or native (default: us-580x420 hdmi-1920x1080)")
+                   help="us-WxH, hdmi-WxH, mjpeg-WxH (a dongle's MJPG, decoded per frame) or native "
+                        "(default: us-580x420 hdmi-1920x1080 mjpeg-1920x1080)")
     b.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default: %(default)s)")
     b.add_argument("--warmup", type=float, default=1.0, help="unmeasured warm-up s per run (default: %(default)s)")
     b.add_argument("--no-overload", action="store_true", help="skip the overload (latency under overload) runs")

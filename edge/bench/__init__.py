@@ -4,7 +4,7 @@ Every number comes from the real live loop, `edge.pipeline.Pipeline` (the code `
 the null sink unless ``--sink`` names another, watched by an ordinary `PipelineObserver`. One run per
 (model, threads, source, input) combination, plus overload runs for the live latency. The rooms:
 
-    inputs    the frame sizes: us-WxH, hdmi-WxH, native
+    inputs    the frame sizes: us-WxH, hdmi-WxH, mjpeg-WxH, native
     models    which models (shipped, its float32 twin, the classic U-Net built by `nerveseg convert reference`)
     machine   the machine header: CPU, int8-relevant features, OS, board, software
     plan      the options and one job per (source, input)

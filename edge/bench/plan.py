@@ -101,7 +101,7 @@ def plan_jobs(cfg: Config, opts: BenchOptions, notes: list[str]) -> list[Job]:
                 if kind == "phantom" and inp.kind == "us" and (w > 580 or h > 420):
                     raise ConfigError("<command line>", [f"--input {inp.name}: the phantom's ultrasound image is at "
                                                          "most 580x420; use hdmi-WxH for a video-out frame"])
-                if kind == "phantom" and inp.kind == "hdmi" and (w < 580 or h < 420):
+                if kind == "phantom" and inp.kind in ("hdmi", "mjpeg") and (w < 580 or h < 420):
                     raise ConfigError("<command line>", [f"--input {inp.name}: a video-out frame around the phantom's "
                                                          "580x420 image must be at least 580x420"])
                 src["width"], src["height"] = w, h

@@ -19,7 +19,7 @@ from edge.bench.measure import measure, to_result
 from edge.bench.models import BenchModel, resolve_models
 from edge.bench.plan import BenchOptions, Job, plan_jobs, preflight
 from edge.bench.results import BenchReport, RunResult, fill_ratios
-from edge.bench.source import PacedSource
+from edge.bench.source import MjpegSource, PacedSource
 from edge.bench.targets import load_targets, overload_threads
 from edge.config import Config
 from edge.runner import ModelRunner
@@ -119,7 +119,11 @@ def _run_one(
     *, drop_frames: bool, notes: list[str], pace_fps: float | None = None,
 ) -> RunResult | None:
     with open_source(job.cfg.source) as inner, open_sink(cfg.sink, fps_hint=inner.nominal_fps) as sink:
-        source: FrameSource = PacedSource(inner, pace_fps) if pace_fps else inner
+        source: FrameSource = MjpegSource(inner) if job.input.kind == "mjpeg" else inner
+        if job.input.kind == "mjpeg":
+            notes.append(f"{job.input.name}: the capture stage is the JPEG decode of each frame (cv2.imdecode, as "
+                         "the V4L2 path decodes a dongle's MJPG); hdmi-* of the same size skips it")
+        source = PacedSource(source, pace_fps) if pace_fps else source
         obs, roi = measure(
             job.cfg, source, runner, sink, seconds=opts.seconds, warmup_s=opts.warmup_s, drop_frames=drop_frames,
             input_size=job.input.size, stop=stop, notes=notes, label=job.source_name,

@@ -47,7 +47,7 @@ def _bench(argv: list[str]) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    """One short bench of the shipped model on both default inputs, 1 thread, with its overload runs."""
+    """One short bench of the shipped model on the default inputs, 1 thread, with its overload runs."""
     d = tmp_path_factory.mktemp("bench")
     js, png = d / "bench.json", d / "bench.png"
     code, text = _bench(["--model", "shipped", "--threads", "1", *SHORT, "--json", str(js), "--plot", str(png)])
@@ -76,7 +76,8 @@ def test_json_schema_runs_and_machine_header(phantom):
     assert report["machine"]["interpreter"].split()[0] in ("ai_edge_litert", "tflite_runtime", "tensorflow")
     assert "board" in report["machine"] and "os_pretty_name" in report["machine"]
     shipped_sha = load_spec(default_model_path()).tflite_sha256
-    assert [(r["input"], r["threads"]) for r in report["runs"]] == [("us-580x420", 1), ("hdmi-1920x1080", 1)]
+    assert [(r["input"], r["threads"]) for r in report["runs"]] == [
+        ("us-580x420", 1), ("hdmi-1920x1080", 1), ("mjpeg-1920x1080", 1)]
     for i, run in enumerate(report["runs"] + report["overload"]):
         where = f"run {i}"
         _check_types(run, RUN_KEYS, where)
@@ -140,6 +141,12 @@ def test_each_input_kind_has_its_frame_size_and_roi(phantom):
     x, y, w, h = hd["roi"]  # the phantom's image inside its synthetic machine UI
     assert x > 0 and y > 0 and x + w < 1920 and y + h < 1080
     assert "UI around image" in hd["source_description"]
+    # the dongle's MJPG: the same frame and ROI, and every frame decoded on the CPU in the capture stage
+    mj = runs["mjpeg-1920x1080"]
+    assert mj["frame_size"] == [1920, 1080] and mj["roi"] == hd["roi"]
+    assert "as MJPG q85" in mj["source_description"] and "decoded per frame" in mj["source_description"]
+    assert mj["stages"]["capture"]["p50"] > 2.0  # a 1080p JPEG decode costs milliseconds on any CPU
+    assert any("JPEG decode" in n for n in report["notes"])
 
 
 def test_terminal_report_has_the_machine_tables_and_targets(phantom):
