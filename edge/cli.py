@@ -118,9 +118,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         status = read_status(args.file)
-    except (OSError, ValueError) as e:
-        raise NotRunningError(f"cannot read {args.file}: {e} (is the service running with health.status_file "
-                              "set? systemctl status nerveseg)") from None
+    except OSError as e:
+        raise NotRunningError(f"cannot read {args.file}: {e.strerror or e} (is the service running with "
+                              "health.status_file set? systemctl status nerveseg)") from None
+    except ValueError as e:  # garbage, or fields of the wrong type: nothing in it can say the loop runs
+        raise NotRunningError(f"{e}; the loop's own file never looks like this: is --file the status file "
+                              "(health.status_file)?") from None
     if args.json:
         import json
 

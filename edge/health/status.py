@@ -79,11 +79,96 @@ def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> None:
     replace_atomic(path, data, mode)
 
 
+#: A status file is a few kB; anything this large is not one (a link to /dev/zero, a log written there).
+MAX_STATUS_BYTES = 1 << 20
+
+_NUMBER = "a number"
+# field -> what it must be when not null: "a number" (finite, not a bool), or a Python type
+_FIELD_TYPES: dict[str, str | type] = {
+    "schema_version": int, "time": str, "time_unix": _NUMBER, "version": str, "pid": int, "state": str,
+    "uptime_s": _NUMBER, "fps": _NUMBER, "fps_mean": _NUMBER, "frames": int, "captured": int, "dropped": int,
+    "nerve_frames": int, "stale_frames": int, "inference_ms_p50": _NUMBER, "latency_ms_p50": _NUMBER,
+    "latency_ms_p95": _NUMBER, "p_nerve": _NUMBER, "nerve": bool, "last_frame_age_s": _NUMBER,
+    "source": dict, "model": dict, "disk": dict, "recorder": dict, "systemd": dict, "notices": list,
+    "last_error": str,
+}
+# the keys of the nested objects that `format_status` reads
+_NESTED_TYPES: dict[str, dict[str, str | type]] = {
+    "source": {"describe": str, "connected": bool, "reconnects": int},
+    "model": {"name": str, "sha256": str, "quantization": str, "backend": str, "untrained": bool},
+    "disk": {"path": str, "free_bytes": _NUMBER, "total_bytes": _NUMBER},
+}
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false", dict: "an object", list: "a list"}
+
+
+def _quote(value: Any, limit: int = 40) -> str:
+    """``value`` for a message, cut to about ``limit`` characters (a file may hold anything)."""
+    text = json.dumps(value, default=str) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_problem(key: str, value: Any, want: str | type) -> str | None:
+    if value is None:
+        return None
+    if want == _NUMBER:
+        ok = _is_number(value)
+    elif want is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, want)  # type: ignore[arg-type]
+    if ok:
+        return None
+    return f"{key} is {_quote(value)}, expected {want if isinstance(want, str) else _TYPE_NAMES[want]} or null"
+
+
+def status_problems(status: dict[str, Any]) -> list[str]:
+    """What is wrong with a status dict read from a file: one line per field of the wrong type (fields
+    `STATUS_FIELDS` names and the nested ones `format_status` shows; other keys are not checked), or a
+    state that is not one of `STATES`. Empty: `format_status` and `status_age_s` can trust it."""
+    problems = []
+    for key, want in _FIELD_TYPES.items():
+        problem = _type_problem(key, status.get(key), want)
+        if problem:
+            problems.append(problem)
+        elif isinstance(status.get(key), dict):
+            for sub, sub_want in _NESTED_TYPES.get(key, {}).items():
+                problem = _type_problem(f"{key}.{sub}", status[key].get(sub), sub_want)
+                if problem:
+                    problems.append(problem)
+    state = status.get("state")
+    if isinstance(state, str) and state not in STATES:
+        problems.append(f"state is {_quote(state)}, expected one of {', '.join(STATES)}")
+    return problems
+
+
 def read_status(path: str | Path) -> dict[str, Any]:
-    """The status file as a dict. Raises OSError or ValueError (not JSON, not an object)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The status file as a dict.
+
+    Raises OSError (missing, unreadable) or ValueError naming the fault: larger than `MAX_STATUS_BYTES`,
+    not JSON, not a JSON object, or a field of the wrong type (`status_problems`).
+    """
+    with open(path, "rb") as f:
+        raw = f.read(MAX_STATUS_BYTES + 1)
+    if len(raw) > MAX_STATUS_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_STATUS_BYTES // 1024} kB, not a status file")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not text (UTF-8): {e.reason} at byte {e.start}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a status file (nested too deep)") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a JSON object")
+        raise ValueError(f"{path}: not a JSON object but {type(data).__name__ if data is not None else 'null'}")
+    problems = status_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(f"{path}: not a valid status file: {'; '.join(problems[:3])}{more}")
     return data
 
 
@@ -107,8 +192,8 @@ def disk_usage(path: str | Path) -> dict[str, Any] | None:
 # -- reading it back (nerveseg status) -----------------------------------------------------------
 
 
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
+def _fmt_bytes(n: Any) -> str:
+    if not _is_number(n):
         return "?"
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -117,8 +202,8 @@ def _fmt_bytes(n: float | None) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-def _fmt_duration(s: float | None) -> str:
-    if s is None:
+def _fmt_duration(s: Any) -> str:
+    if not _is_number(s):
         return "?"
     s = int(s)
     d, rem = divmod(s, 86400)
@@ -128,46 +213,58 @@ def _fmt_duration(s: float | None) -> str:
 
 
 def status_age_s(status: dict[str, Any], now_unix: float | None = None) -> float | None:
+    """Seconds since ``status`` was taken (its ``time_unix``); None when that is missing or not a number."""
     t = status.get("time_unix")
-    if not isinstance(t, (int, float)):
+    if not _is_number(t):
         return None
     return (time.time() if now_unix is None else now_unix) - float(t)
 
 
 def format_status(status: dict[str, Any], now_unix: float | None = None) -> str:
-    """A few human lines from a status dict, for `nerveseg status` over SSH."""
+    """A few human lines from a status dict, for `nerveseg status` over SSH.
+
+    Never raises: a value of the wrong type (a file `status_problems` would refuse) shows as "?".
+    """
     s = status
     age = status_age_s(s, now_unix)
-    model = s.get("model") or {}
-    src = s.get("source") or {}
-    disk = s.get("disk") or {}
+
+    def obj(key: str) -> dict[str, Any]:
+        v = s.get(key)
+        return v if isinstance(v, dict) else {}
+
+    def num(v: Any, fmt: str, missing: str = "?") -> str:
+        return format(v, fmt) if _is_number(v) else missing
+
+    def text(v: Any) -> str:
+        return "?" if v is None else _quote(v) if not isinstance(v, (str, int)) or isinstance(v, bool) else str(v)
+
+    model, src, disk = obj("model"), obj("source"), obj("disk")
     p = s.get("p_nerve")
-
-    def ms(v: object) -> str:
-        return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
-
     conn = src.get("connected")
+    reconnects = src.get("reconnects")
     lines = [
-        f"nerveseg {s.get('version', '?')} (pid {s.get('pid', '?')}): {s.get('state', '?')}, "
-        f"up {_fmt_duration(s.get('uptime_s'))}, written {'?' if age is None else f'{age:.1f} s'} ago",
-        f"  fps {s.get('fps', 0):.1f} (mean {s.get('fps_mean', 0):.1f}) | frames {s.get('frames', 0)} | "
-        f"dropped {s.get('dropped', 0)} | inference p50 {ms(s.get('inference_ms_p50'))} ms | "
-        f"latency p50 {ms(s.get('latency_ms_p50'))} p95 {ms(s.get('latency_ms_p95'))} ms",
-        f"  nerve {'shown' if s.get('nerve') else 'not shown'}"
-        + (f" (P {p:.2f})" if isinstance(p, (int, float)) else ""),
-        f"  source {src.get('describe', '?')}"
-        + ("" if conn is None else (" connected" if conn else " NOT CONNECTED"))
-        + (f", {src['reconnects']} reconnects" if src.get("reconnects") else ""),
-        f"  model {model.get('name', '?')} {str(model.get('sha256') or '')[:12]} "
-        f"({model.get('quantization', '?')}, {model.get('backend', '?')}"
-        + (", UNTRAINED" if model.get("untrained") else "") + ")",
+        f"nerveseg {text(s.get('version'))} (pid {text(s.get('pid'))}): {text(s.get('state'))}, "
+        f"up {_fmt_duration(s.get('uptime_s'))}, written {num(age, '.1f')} s ago",
+        f"  fps {num(s.get('fps'), '.1f')} (mean {num(s.get('fps_mean'), '.1f')}) | "
+        f"frames {num(s.get('frames'), '.0f')} | dropped {num(s.get('dropped'), '.0f')} | "
+        f"inference p50 {num(s.get('inference_ms_p50'), '.2f', '-')} ms | "
+        f"latency p50 {num(s.get('latency_ms_p50'), '.2f', '-')} p95 {num(s.get('latency_ms_p95'), '.2f', '-')} ms",
+        f"  nerve {'shown' if s.get('nerve') is True else 'not shown'}"
+        + (f" (P {p:.2f})" if _is_number(p) else ""),
+        f"  source {text(src.get('describe'))}"
+        + ("" if not isinstance(conn, bool) else (" connected" if conn else " NOT CONNECTED"))
+        + (f", {reconnects} reconnects" if _is_number(reconnects) and reconnects else ""),
+        f"  model {text(model.get('name'))} {str(model.get('sha256') or '')[:12]} "
+        f"({text(model.get('quantization'))}, {text(model.get('backend'))}"
+        + (", UNTRAINED" if model.get("untrained") is True else "") + ")",
         f"  disk {_fmt_bytes(disk.get('free_bytes'))} free of {_fmt_bytes(disk.get('total_bytes'))}"
-        f" ({disk.get('path', '?')})" if disk else "  disk ?",
+        f" ({text(disk.get('path'))})" if disk else "  disk ?",
     ]
     for key in ("recorder", "systemd"):
         if s.get(key) is not None:
-            lines.append(f"  {key} {json.dumps(s[key], default=str)}")
-    for n in s.get("notices") or []:
-        lines.append(f"  notice: {n}")
-    lines.append(f"  last error: {s.get('last_error') or 'none'}")
+            lines.append(f"  {key} {_quote(s[key], 400)}")
+    notices = s.get("notices")
+    for n in notices if isinstance(notices, list) else [notices] if notices else []:
+        lines.append(f"  notice: {text(n)}")
+    lines.append(f"  last error: {text(s.get('last_error') or 'none')}")
     return "\n".join(lines)

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -481,3 +483,52 @@ def test_status_command(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["state"] == "stopped"
     assert main(["status", "--file", str(tmp_path / "none.json")]) == EXIT_NOT_RUNNING
     assert "cannot read" in capsys.readouterr().err
+
+
+WRONG_STATUS_FILES = {
+    "fps-text": ('{"state": "live", "fps": "fast", "time_unix": 1}', 'fps is "fast", expected a number'),
+    "a-list": ("[1, 2]", "not a JSON object but list"),
+    "garbage": ("garbage{", "not JSON"),
+    "not-utf8": (b'{"state": "\xff"}', "not text (UTF-8)"),
+    "nested-wrong": ('{"state": "live", "model": "x", "notices": 5, "source": {"connected": "yes"}}',
+                     'model is "x", expected an object'),
+    "infinite-time": ('{"state": "live", "time_unix": 1e999}', "time_unix is inf"),
+    "bool-time": ('{"state": "live", "time_unix": true}', "time_unix is true"),
+    "unknown-state": ('{"state": "exploded", "time_unix": 1}', 'state is "exploded", expected one of starting'),
+    "huge": (b" " * (2 << 20), "larger than 1024 kB"),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_STATUS_FILES))
+def test_status_of_a_wrong_typed_file_says_what_is_wrong_and_exits_not_running(tmp_path, capsys, name):
+    # A hand-edited, truncated or foreign file used to end in a traceback (rc 1): now the fault, and 8.
+    content, said = WRONG_STATUS_FILES[name]
+    path = tmp_path / "status.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for extra in ([], ["--json"]):
+        assert main(["status", "--file", str(path), *extra]) == EXIT_NOT_RUNNING
+        err = capsys.readouterr().err
+        assert said in err and str(path) in err and "Traceback" not in err, err
+        assert len(err) < 600  # quoted values are cut short
+
+
+def test_status_command_in_a_real_process_exits_8_without_a_traceback(tmp_path):
+    path = tmp_path / "status.json"
+    path.write_text('{"state": "live", "fps": "fast", "time_unix": 1}')
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--file", str(path)], capture_output=True,
+                       text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert r.returncode == EXIT_NOT_RUNNING and "Traceback" not in r.stderr, r.stderr
+    assert 'fps is "fast"' in r.stderr
+
+
+def test_format_status_never_raises_on_wrong_types():
+    from edge.health import format_status
+
+    weird = {"version": ["x"], "pid": None, "state": 3, "uptime_s": "long", "fps": "fast", "fps_mean": float("nan"),
+             "frames": "many", "dropped": True, "inference_ms_p50": {}, "p_nerve": "high", "nerve": "yes",
+             "source": [1], "model": {"name": 5, "untrained": "no"}, "disk": {"free_bytes": "lots", "path": 1},
+             "recorder": "x" * 1000, "notices": "one", "last_error": {"deep": [1, 2]}, "time_unix": "now"}
+    text = format_status(weird)
+    assert "fps ? (mean ?)" in text and "written ? s ago" in text and "notice: one" in text
+    assert len(text) < 2000
+    assert format_status({}).startswith("nerveseg ? (pid ?): ?")
