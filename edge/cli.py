@@ -11,6 +11,11 @@ Every command that runs the model starts from one `edge.plan.RunPlan` (`resolve_
 
 Subcommands that need TensorFlow (train, eval, convert) import it lazily so
 that `nerveseg run` works on a device without it.
+
+Start-up order: this module imports only the standard library and light `edge` modules (no pydantic,
+numpy or OpenCV) at the top, so `main` starts within a few tens of milliseconds of the process, and its
+first act is to take SIGUSR1 away from its default action (terminate). Each command imports what it
+needs inside it.
 """
 
 from __future__ import annotations
@@ -21,10 +26,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import __version__, paths
-from edge.config import Config, load_config, with_overrides
 from edge.control import RECORD_TOGGLE, CommandChannel
 from edge.errors import (
     EXIT_CONFIG,
@@ -42,7 +46,9 @@ from edge.errors import (
     UsageError,
 )
 from edge.plugin import common_options, setup_logging, source_override
-from edge.types import Stats
+
+if TYPE_CHECKING:  # pragma: no cover - numpy, for an annotation only
+    from edge.types import Stats
 
 __all__ = [
     "EXIT_CONFIG", "EXIT_DISAGREE", "EXIT_ERROR", "EXIT_MODEL", "EXIT_NOT_RUNNING", "EXIT_OK", "EXIT_SESSION",
@@ -98,6 +104,7 @@ def _install_signal_handlers(stop: threading.Event, commands: CommandChannel | N
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Everything `run` would refuse before the first frame: the config, its site profile, the model and
     its spec, and how they combine (`edge.plan.resolve_run`)."""
+    from edge.config import load_config
     from edge.plan import resolve_run
 
     cfg = load_config(args.file)
@@ -143,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop, commands = threading.Event(), CommandChannel()
     _install_signal_handlers(stop, commands)  # first: a signal during start-up must not kill the box
     from edge.app import run_plan
+    from edge.config import Config, load_config, with_overrides
     from edge.plan import resolve_run
 
     cfg = load_config(args.config) if args.config else Config()
@@ -182,6 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     from edge.app import run_plan
+    from edge.config import Config, with_overrides
     from edge.plan import resolve_run
     from edge.sources import source_spec_from_arg
 
@@ -222,6 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge import bench
+    from edge.config import Config, load_config, with_overrides
     from edge.plan import resolve_run
 
     cfg = load_config(args.config) if args.config else Config()
@@ -397,7 +407,16 @@ def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
             logging.getLogger("nerveseg").warning("command %r unavailable: %s", ep.name, e)
 
 
+def _ignore_usr1_until_run() -> None:
+    """SIGUSR1 asks a running loop for a record toggle; its default action kills the process. Until
+    `cmd_run` installs the real handler (after the parser, the plug-ins and pydantic have loaded: ~0.5 s)
+    it is ignored: a toggle sent while the box starts has no recording to act on yet."""
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _ignore_usr1_until_run()  # first: nothing slow may come before it
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

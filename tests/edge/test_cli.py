@@ -113,6 +113,61 @@ def test_signal_stops_the_live_loop_cleanly(sig):
             proc.kill()
 
 
+def test_sigusr1_during_start_up_does_not_kill_the_process():
+    # SIGUSR1's default action terminates; it used to kill 'nerveseg run' (rc -10/138) when it came in the
+    # ~0.6 s before the handlers were installed. Send it from ~0.1 s after spawn, every 20 ms, until the loop
+    # runs: the process must live through every one, then stop cleanly on SIGTERM. The interpreter's own
+    # start (site, .pth files) comes before any code of ours, so the first signal waits for what a bare
+    # interpreter takes here, with margin (0.1 s on an idle machine; later when the shared cores are busy).
+    import threading
+
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    first = max(0.1, 1.5 * (time.monotonic() - t0) + 0.05)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--source", "phantom", "--log-level", "INFO"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )
+    lines: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "running:" in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        time.sleep(first)
+        sent, t_end = 0, time.monotonic() + 30
+        while not running.is_set() and proc.poll() is None and time.monotonic() < t_end:
+            proc.send_signal(signal.SIGUSR1)
+            sent += 1
+            time.sleep(0.02)
+        assert proc.poll() is None, f"died with {proc.returncode} after {sent} SIGUSR1: {''.join(lines)[-2000:]}"
+        assert running.is_set(), "loop did not start: " + "".join(lines)[-2000:]
+        assert sent >= 5  # the signals did cover the start-up
+        proc.send_signal(signal.SIGUSR1)  # and one while running: a toggle, logged, nothing recorded
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == EXIT_OK, "".join(lines)[-2000:]
+        reader.join(timeout=5)
+        assert "Traceback" not in "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_the_command_module_loads_nothing_slow_before_main():
+    # What edge.cli imports at the top runs before main() can ignore SIGUSR1: keep it to the standard library.
+    slow = "{'numpy', 'pydantic', 'cv2', 'yaml'}"
+    code = f"import sys, edge.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & {slow}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
 def test_version():
     r = subprocess.run([sys.executable, "-m", "edge.cli", "--version"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and r.stdout.startswith("nerveseg ")
