@@ -9,6 +9,7 @@ millisecond), mode 0700, every file 0600::
     raw/000000.png  the ROI crop as captured (lossless; 1-channel when the three channels are equal)
     masks/000000.png the network's probability mask at model size, round(p * 255)
     annotated.mp4   the ROI with the overlay (outline, verdict, STALE), drawn by the live overlay code
+                    (a ROI under 160 px on its short side enlarged by a whole factor, so the verdict fits)
     full.mp4        only with ``record.full_frame``: the whole video-out frame as shown
     .reserve        while the session is open only: space kept free for closing it on a full disk
 
@@ -25,9 +26,11 @@ through a planted file). Writing one session is `edge.recording.files`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +58,13 @@ RESERVE_FILE = ".reserve"
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+# A ROI smaller than this (short side, px) is enlarged before the verdict is drawn on it (`drawable`).
+MIN_DRAW_SIDE = 160
+MAX_DRAW_SIDE = 4096
+# The largest image a session holds: an 8K frame (33 Mpx) with room to spare. A PNG declaring more
+# is not a recording's (a few bytes can declare gigapixels), and decoding it could exhaust memory.
+MAX_IMAGE_PIXELS = 8192 * 8192
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fastest zlib level: the writer's time, not the disk, is scarce
 _SESSION_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z(?:-\d+)?$")
 
@@ -323,15 +333,39 @@ def encode_raw(image: np.ndarray) -> tuple[bytes, int]:
     return buf.tobytes(), 1 if img.ndim == 2 else img.shape[2]
 
 
-def load_raw(path: str | Path, channels: int = 3) -> np.ndarray:
-    """A recorded raw frame as captured: HxWx3 uint8 BGR (or HxW when it was captured gray and
-    ``channels`` is 1 for the source). Raises ValueError when the file is not a readable PNG."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read recorded frame {path}")
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) a PNG's header declares. Raises ValueError when ``data`` is not a PNG, or declares
+    more than `MAX_IMAGE_PIXELS` (a few bytes can declare gigapixels: checked before decoding)."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    w, h = struct.unpack(">II", data[16:24])
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"PNG of {w}x{h} pixels, more than any recorded frame ({MAX_IMAGE_PIXELS} pixels)")
+    return w, h
+
+
+def decode_raw(data: bytes, channels: int = 3, name: str = "frame") -> np.ndarray:
+    """`load_raw` of a PNG's bytes (``name`` says which in an error)."""
+    try:
+        png_size(data)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ValueError(f"{name}: not a recorded frame (an 8-bit gray or BGR PNG)")
     if img.ndim == 2 and channels == 3:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)  # exact replication of the gray channel
     return img
+
+
+def load_raw(path: str | Path, channels: int = 3) -> np.ndarray:
+    """A recorded raw frame as captured: HxWx3 uint8 BGR (or HxW when it was captured gray and
+    ``channels`` is 1 for the source). Raises ValueError when the file is not a readable PNG."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read recorded frame {path}: {e.strerror or e}") from None
+    return decode_raw(data, channels, f"recorded frame {path}")
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
@@ -346,12 +380,26 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def load_mask(path: str | Path) -> np.ndarray:
-    """A recorded mask as float32 probabilities in [0, 1] (model size)."""
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if m is None:
-        raise ValueError(f"cannot read recorded mask {path}")
+def decode_mask(data: bytes, name: str = "mask") -> np.ndarray:
+    """`load_mask` of a PNG's bytes (``name`` says which in an error)."""
+    try:
+        png_size(data)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    m = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if m is None or m.dtype != np.uint8 or m.ndim != 2:
+        raise ValueError(f"{name}: not a recorded mask (an 8-bit gray PNG)")
     return m.astype(np.float32) / 255.0
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """A recorded mask as float32 probabilities in [0, 1] (model size). Raises ValueError when the file
+    is not a readable 8-bit gray PNG."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read recorded mask {path}: {e.strerror or e}") from None
+    return decode_mask(data, f"recorded mask {path}")
 
 
 def render_annotated(
@@ -372,14 +420,34 @@ def render_annotated(
     ``overlay`` must have been made with ``roi=None`` (the image *is* the ROI). The
     outline pixels equal the live display's inside the ROI (the contour mapping is
     the same up to an integer shift); the status text is laid out for the ROI's size.
-    Draws in place when ``image`` is BGR; a gray image is converted first.
+    Draws in place when ``image`` is BGR; a gray image is converted first. A ROI whose
+    short side is under `MIN_DRAW_SIDE` px is enlarged first (`drawable`): the returned
+    image is then that many times larger.
     """
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    image = drawable(image)
     st = state if state in ("live", "stale") else "not_analysed"
     status = OverlayStatus(state=st, fps=fps, latency_ms=latency_ms, untrained=untrained, model_name=model_name,
                            message=message)
     return overlay.draw(image, Decision(nerve, p_nerve, mask if nerve else None), status)
+
+
+def drawable(image: np.ndarray) -> np.ndarray:
+    """``image`` itself, or enlarged by a whole factor (nearest neighbour: every captured pixel becomes a
+    visible block, none is invented) when its short side is under `MIN_DRAW_SIDE` px.
+
+    A ROI of a few dozen pixels has no room for the verdict's text, and a reviewer could not see
+    the outline on it; the long side stays at most `MAX_DRAW_SIDE` px (a thin ROI is not blown up
+    into a huge video).
+    """
+    h, w = image.shape[:2]
+    if min(h, w) >= MIN_DRAW_SIDE:
+        return image
+    k = min(math.ceil(MIN_DRAW_SIDE / max(min(h, w), 1)), max(MAX_DRAW_SIDE // max(h, w), 1))
+    if k <= 1:
+        return image
+    return cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
 
 
 def pad_even(image: np.ndarray) -> np.ndarray:

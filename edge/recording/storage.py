@@ -41,6 +41,10 @@ FREE_CHECK_S = 1.0  # free-space check while a session is open, between frames t
 RETENTION_EVERY_S = 60.0
 
 
+class BelowMinFree(OSError):
+    """ENOSPC of our own: the disk has less free space than ``record.min_free_mb`` asks to keep."""
+
+
 def is_disk_full(e: BaseException) -> bool:
     """Whether ``e`` is the kernel saying the disk (or the user's disk quota) is full."""
     return isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS
@@ -192,7 +196,7 @@ class Storage:
     def check_min_free(self) -> None:
         """Raise ENOSPC when less than ``record.min_free_mb`` is free."""
         if self.free_bytes() < self.min_free_bytes:
-            raise OSError(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
+            raise BelowMinFree(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
 
     def check_room(self, nbytes: int, videos: int) -> None:
         """Raise ENOSPC unless a frame of ``nbytes`` and room for the next writes of ``videos`` open mp4
@@ -204,7 +208,7 @@ class Storage:
         need = nbytes + VIDEO_HEADROOM_BYTES * videos
         free = self.free_bytes()
         if free < self.min_free_bytes:
-            raise OSError(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
+            raise BelowMinFree(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
         if free < need:
             raise OSError(errno.ENOSPC, f"No space left on device for the next frame: {free / 1e3:.0f} kB free, "
                                         f"{need / 1e3:.0f} kB needed with the videos' buffers")

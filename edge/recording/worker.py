@@ -32,7 +32,7 @@ from edge.recording.session import (
     render_annotated,
     start_manifest,
 )
-from edge.recording.storage import RESERVE_BYTES, Storage, is_disk_full, remove_stale_reserves
+from edge.recording.storage import RESERVE_BYTES, BelowMinFree, Storage, is_disk_full, remove_stale_reserves
 from edge.recording.trigger import Action, Close, Dropped, Open, Trigger, Write
 from edge.spec import sha256_file
 from edge.types import Roi
@@ -78,6 +78,16 @@ class ToggleItem:
 
     toggles: int
     retry: int = 0
+
+
+def disk_full_hint(e: BaseException, cfg: RecordConfig) -> str:
+    """What the operator can do about a full disk ``e``: the setting that stopped recording is named."""
+    if isinstance(e, BelowMinFree):
+        # Our own floor, not the kernel's: the disk still has room, the config asks to keep it free.
+        return (f"Free space on that disk (record.min_free_mb = {cfg.min_free_mb:g} MB must stay free) or lower "
+                "record.min_free_mb")
+    # The disk itself is full: the recordings' quota (record.max_gb) decides how much of it they may use.
+    return f"Free space on that disk, or lower record.max_gb (now {cfg.max_gb:g} GB) so fewer sessions are kept"
 
 
 class SessionWorker:
@@ -200,8 +210,8 @@ class SessionWorker:
 
     def disk_full(self, e: BaseException) -> None:
         self.last_error = f"disk full: {e}"
-        logger.error("recording stopped: disk full under %s (%s); the live overlay runs on. Free space or lower "
-                     "record.max_gb, then restart (manual mode: toggle to retry)", self.root, e)
+        logger.error("recording stopped: disk full under %s (%s); the live overlay runs on. %s, then restart "
+                     "(manual mode: toggle to retry)", self.root, e, disk_full_hint(e, self.cfg))
         self._stop_actions(self.trigger.disk_full())
 
     def fail(self, e: BaseException) -> None:
