@@ -149,7 +149,12 @@ class RecordConfig(_Section):
     min_free_mb: float = Field(
         200.0, ge=0, description="stop recording when the disk has less free space than this, megabytes"
     )
-    queue_frames: int = Field(64, ge=1, le=10000, description="frames waiting for the writer; more are dropped")
+    queue_frames: int = Field(64, ge=1, le=10000, description="frames waiting for the writer; more are dropped "
+                              "and counted")
+    queue_mb: float = Field(
+        256.0, gt=0, description="memory cap of the frames waiting for the writer, megabytes (a 4K or 8K source "
+        "fills queue_frames with gigabytes); more are dropped and counted; one frame always fits"
+    )
     buffer_mb: float = Field(512.0, gt=0, description="memory cap of the pre-roll ring buffer, megabytes")
 
 

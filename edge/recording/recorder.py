@@ -81,8 +81,9 @@ class Recorder(PipelineObserver):
         self._worker = SessionWorker(cfg, storage, blank, Path(profile_path) if profile_path else None,
                                      aborting=lambda: self._writer.aborting, open_file=open_file)
         w = self._worker
-        self._writer = WriterThread(cfg.queue_frames, w.handle, tick=w.tick, setup=w.setup, on_error=w.on_error,
-                                    discard=w.discard, finish=w.finish, name="nerveseg-recorder")
+        self._writer = WriterThread(cfg.queue_frames, w.handle, max_bytes=cfg.queue_mb * 1e6, tick=w.tick,
+                                    setup=w.setup, on_error=w.on_error, discard=w.discard, finish=w.finish,
+                                    name="nerveseg-recorder")
         self._commands: CommandChannel | None = None
         self._toggles_seen = 0
         self._carry_toggles = 0  # toggles of frames the full queue dropped: they must not be lost
@@ -115,7 +116,7 @@ class Recorder(PipelineObserver):
 
     @property
     def frames_dropped(self) -> int:
-        """Frames lost because the writer was behind (queue full)."""
+        """Frames lost because the writer was behind (queue full, in frames or ``record.queue_mb``)."""
         return self._writer.dropped
 
     @property
@@ -143,6 +144,9 @@ class Recorder(PipelineObserver):
             "frames_dropped": self.frames_dropped + w.dropped_at_stop,
             "bytes_written": w.bytes_written,
             "queue": self._writer.qsize(),
+            "queue_mb": round(self._writer.queued_bytes / 1e6, 1),
+            "queue_mb_max": round(self._writer.queued_bytes_max / 1e6, 1),
+            "frames_dropped_queue_mb": self._writer.dropped_over_bytes,
             "offer_ms_mean": round(self._offer_ns_total / self._offers / 1e6, 4) if self._offers else None,
             "offer_ms_max": round(self._offer_ns_max / 1e6, 3) if self._offers else None,
             "last_error": w.last_error,

@@ -1,7 +1,8 @@
 """The recorder's writer thread: a bounded queue between the live loop and the disk.
 
 The processing thread only `WriterThread.offer`s items (never blocks): when the queue
-is full the frame is dropped and counted, and the next frame that gets through
+is full (in frames, or in bytes: a few frames of an 8K source are gigabytes) the frame is
+dropped and counted, and the next frame that gets through
 carries the count of frames lost just before it (``item.drops``), so the drop can be
 booked to the session that holds the frames around it. Everything slow (encoding,
 writing, quota) runs in the callbacks on the writer's own thread.
@@ -29,13 +30,17 @@ class WriterThread:
     """One daemon thread running ``handle`` on queued items, in order.
 
     maxsize: queue length; more offered frames are dropped (counted in ``dropped``).
+    max_bytes: memory the queued items may hold (``item.nbytes``, bytes); a frame that would pass it
+        is dropped and counted too (also in ``dropped_over_bytes``), except into an empty queue: one
+        frame always fits, so a frame larger than the cap alone still gets written. None: no cap.
     handle(item): the work for one item. tick(): called after each item and about every
     ``poll_s`` while the queue is empty (periodic checks). setup(): first, on the thread.
     on_error(e): an exception from setup, handle or tick (the thread goes on).
     discard(item): an item never handled because of `abort`. finish(late_drops): last,
     with the frames dropped after the last offered frame that got through.
 
-    Counters are written by one thread each: ``dropped`` by the offering thread.
+    Counters are written by one thread each: ``dropped`` by the offering thread. ``queued_bytes``
+    (and its peak, ``queued_bytes_max``) change under a lock from both.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class WriterThread:
         maxsize: int,
         handle: Callable[[Any], None],
         *,
+        max_bytes: float | None = None,
         tick: Callable[[], None] = _nothing,
         setup: Callable[[], None] = _nothing,
         on_error: Callable[[BaseException], None],
@@ -51,7 +57,13 @@ class WriterThread:
         name: str = "nerveseg-writer",
         poll_s: float = 0.25,
     ):
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        # (item, its bytes): the size is taken once, on the offering thread
+        self._queue: queue.Queue[tuple[Any, int]] = queue.Queue(maxsize=maxsize)
+        self._max_bytes = max_bytes
+        self._bytes_lock = threading.Lock()
+        self.queued_bytes = 0
+        self.queued_bytes_max = 0
+        self.dropped_over_bytes = 0
         self._handle = handle
         self._tick = tick
         self._setup = setup
@@ -94,15 +106,32 @@ class WriterThread:
         """
         if frame:
             item.drops = self.dropped - self._stamped
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        n = int(getattr(item, "nbytes", 0)) if frame else 0
+        queued = over_bytes = False
+        with self._bytes_lock:
+            cap = self._max_bytes
+            over_bytes = cap is not None and self.queued_bytes > 0 and self.queued_bytes + n > cap
+            if not over_bytes:
+                try:
+                    self._queue.put_nowait((item, n))
+                    queued = True
+                except queue.Full:
+                    pass
+            if queued:
+                self.queued_bytes += n
+                self.queued_bytes_max = max(self.queued_bytes_max, self.queued_bytes)
+        if queued:
             if frame:
-                self.dropped += 1
-            return False
+                self._stamped += item.drops
+            return True
         if frame:
-            self._stamped += item.drops
-        return True
+            self.dropped += 1
+            if over_bytes:
+                self.dropped_over_bytes += 1
+                if self.dropped_over_bytes == 1:  # once a run: the drop counters tell the rest
+                    logger.warning("%s: %.0f MB of frames wait for the disk (the cap): frames are dropped and "
+                                   "counted until it catches up", self._name, self.queued_bytes / 1e6)
+        return False
 
     def stop(self) -> None:
         """Ask the thread to handle what is queued and finish."""
@@ -127,7 +156,7 @@ class WriterThread:
                 self._discard_queue()
                 break
             try:
-                item = self._queue.get(timeout=self._poll_s)
+                item = self._take(self._queue.get(timeout=self._poll_s))
             except queue.Empty:
                 if self._stop.is_set():
                     break
@@ -150,10 +179,16 @@ class WriterThread:
             except Exception:
                 logger.exception("%s: error handler failed on %r", self._name, e)
 
+    def _take(self, entry: tuple[Any, int]) -> Any:
+        item, n = entry
+        with self._bytes_lock:
+            self.queued_bytes -= n
+        return item
+
     def _discard_queue(self) -> None:
         while True:
             try:
-                item = self._queue.get_nowait()
+                item = self._take(self._queue.get_nowait())
             except queue.Empty:
                 return
             self._discard(item)

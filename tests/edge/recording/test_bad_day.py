@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 
-from edge.config import Config, with_overrides
+from edge.config import Config, RecordConfig, with_overrides
 from edge.recording.recorder import Recorder
-from edge.recording.session import ANNOTATED_FILE, load_raw
+from edge.recording.session import ANNOTATED_FILE, load_raw, open_private
+from edge.recording.writer import WriterThread
 from edge.review import export_session, load_session
 from tests.edge.recording.helpers import LUNG_ROI, run_loop, sessions
 from tests.media import count_video_frames
@@ -59,3 +64,51 @@ def test_low_free_space_names_record_min_free_mb(tmp_path, lung_clips, runner, c
     assert "record.min_free_mb" in msg and "lower record.min_free_mb" in msg, msg
     assert "max_gb" not in msg, msg
     assert json.dumps(rec.health())  # still a JSON-able health
+
+
+# -- a huge source: the writer's queue is bounded in bytes, not only in frames ------------------------------
+
+
+def test_writer_queue_is_bounded_in_bytes_and_drops_are_counted():
+    gate = threading.Event()
+    handled = []
+    w = WriterThread(100, lambda item: (gate.wait(5), handled.append((item.n, item.drops))), max_bytes=25,
+                     on_error=print, discard=print, finish=lambda n: None, poll_s=0.01)
+    w.start()
+    items = [SimpleNamespace(n=k, nbytes=10, drops=None) for k in range(6)]
+    assert w.offer(items[0])
+    time.sleep(0.1)  # the thread took item 0 and waits on the disk
+    # 100 frames may wait, 25 bytes may: two frames of 10 bytes fit, the third would pass the cap
+    assert [w.offer(it) for it in items[1:5]] == [True, True, False, False]
+    assert w.dropped == w.dropped_over_bytes == 2 and w.queued_bytes == 20 == w.queued_bytes_max
+    gate.set()
+    time.sleep(0.2)
+    assert w.queued_bytes == 0
+    huge = SimpleNamespace(n=9, nbytes=1000, drops=None)
+    assert w.offer(huge)  # an empty queue takes one frame whatever its size: it is still recorded
+    assert not w.offer(items[5])
+    w.stop()
+    assert w.join(5)
+    assert handled == [(0, 0), (1, 0), (2, 0), (9, 2)]  # the two dropped frames are booked on the next one
+
+
+def test_a_big_source_on_a_slow_disk_keeps_the_queue_within_record_queue_mb(tmp_path, runner):
+    # 1080p whole-frame ROI: 6.2 MB a frame. Before, 64 of them could wait (400 MB; 6.4 GB at 8K).
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False, "width": 1920, "height": 1080},
+                         roi={"x": 0, "y": 0, "w": 1920, "h": 1080}, loop={"max_frames": 30},
+                         record={"mode": "always", "dir": str(tmp_path), "queue_mb": 20})
+
+    def slow_pngs(path: Path, extra_flags: int = 0) -> int:
+        if path.suffix == ".png":
+            time.sleep(0.1)  # an SD card in trouble
+        return open_private(path, extra_flags)
+
+    rec = Recorder(cfg.record, open_file=slow_pngs)
+    run_loop(cfg, runner, [rec])
+    h = rec.health()
+    assert 12 <= h["queue_mb_max"] <= 20, h  # three frames fit, the fourth would pass 20 MB
+    assert h["frames_dropped_queue_mb"] > 0 and h["frames_written"] + h["frames_dropped"] == 30
+    [(manifest, lines, _)] = sessions(tmp_path)
+    assert manifest["frames"] == len(lines) == h["frames_written"] and manifest["frames_dropped"] == h[
+        "frames_dropped"]
+    assert "megabytes" in RecordConfig.model_fields["queue_mb"].description  # described in the config reference
