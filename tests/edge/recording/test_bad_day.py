@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,11 +19,12 @@ import cv2
 import numpy as np
 
 from edge.config import Config, RecordConfig, with_overrides
+from edge.recording.mp4index import mp4_frame_count
 from edge.recording.recorder import Recorder
-from edge.recording.session import ANNOTATED_FILE, load_raw, open_private
+from edge.recording.session import ANNOTATED_FILE, RESERVE_FILE, load_raw, open_private
 from edge.recording.writer import WriterThread
 from edge.review import export_session, load_session
-from tests.edge.recording.helpers import LUNG_ROI, run_loop, sessions
+from tests.edge.recording.helpers import LUNG_ROI, REPO, run_loop, sessions
 from tests.media import count_video_frames
 
 # -- a ROI of a few pixels ----------------------------------------------------------------------------------
@@ -112,3 +116,37 @@ def test_a_big_source_on_a_slow_disk_keeps_the_queue_within_record_queue_mb(tmp_
     assert manifest["frames"] == len(lines) == h["frames_written"] and manifest["frames_dropped"] == h[
         "frames_dropped"]
     assert "megabytes" in RecordConfig.model_fields["queue_mb"].description  # described in the config reference
+
+
+# -- SIGHUP: the terminal went away (an ssh session closed) ------------------------------------------------
+
+
+def test_sighup_during_a_recording_closes_it_like_sigterm(tmp_path):
+    rec_dir, status = tmp_path / "rec", tmp_path / "status.json"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"source: {{spec: phantom}}\nrecord: {{mode: always, dir: '{rec_dir}', min_free_mb: 1}}\n"
+                   f"health: {{status_file: '{status}', interval_s: 0.2}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), "--log-level", "INFO"],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    try:
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end and not any("recording started" in x for x in log):
+            log.append(proc.stderr.readline())
+        assert any("recording started" in x for x in log), "".join(log)
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGHUP)
+        _, rest = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(log) + rest
+    assert "received SIGHUP: stopping" in rest and "Traceback" not in rest
+    [(manifest, lines, sdir)] = sessions(rec_dir)
+    assert manifest["stopped_utc"] is not None and manifest["stop_reason"] == "loop ended"
+    assert manifest["frames"] == len(lines) > 30  # ~3 s of a 30 fps phantom
+    assert manifest["videos_finalised"]["annotated"] is True
+    assert mp4_frame_count(sdir / ANNOTATED_FILE) == manifest["annotated_frames"] == manifest["frames"]
+    assert count_video_frames(sdir / ANNOTATED_FILE) == manifest["frames"]  # it opens, every frame there
+    assert not (sdir / RESERVE_FILE).exists()
+    assert json.loads(status.read_text())["state"] == "stopped"
