@@ -168,7 +168,8 @@ def resolve_run(cfg: Config, *, where: str = "<config>", runner: ModelRunner | N
     ``runner``: an already-opened model (tests, the benchmark's many runs) whose path and spec
     stand in for the config's ``model.path``.
     Raises `ConfigError` (exit code 2: profile missing or invalid, rules that contradict each
-    other) or `ModelError` (exit code 3: model or spec missing, corrupt, not matching).
+    other, sink settings no restart can fix: `edge.sinks.check_sink`) or `ModelError` (exit code 3:
+    model or spec missing, corrupt, not matching).
     """
     if runner is not None:
         model_path, spec = Path(runner.model_path), runner.spec
@@ -198,6 +199,9 @@ def resolve_run(cfg: Config, *, where: str = "<config>", runner: ModelRunner | N
             "frames source.width/height ask for: recalibrate for this capture size, or fix either"
         ])
     rules = settle_rules(cfg.presence, spec.thresholds, where=where, model=f"model spec of {model_path.name}")
+    from edge.sinks import check_sink  # the sink's own settings (a video file's folder...): nothing opened
+
+    check_sink(cfg.sink, where=where)
     return RunPlan(config=cfg, model_path=model_path, spec=spec, rules=rules, roi=roi,
                    flips=(bool(flips[0]), bool(flips[1])), blank=tuple(blank), profile=profile,
                    profile_path=profile_path)

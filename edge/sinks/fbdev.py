@@ -14,6 +14,12 @@ install turns them off (kernel command line / ``setterm``): systemd/install.sh a
 
 The target may also be a plain, pre-sized file (tests, screen captures); then width,
 height and bpp must be given explicitly.
+
+A framebuffer that is not there *yet* (late at boot: /dev/fbN or its sysfs folder missing, the device
+node not yet given to the 'video' group, the driver not bound) raises `SinkNotReady`, which
+`edge.sinks.open_sink` retries from the loop (`RetryingSink`); faults no wait fixes (an unsupported
+pixel format, a stride too small) raise `SinkError`. Faults in the settings themselves are found
+before anything opens: `FbdevSinkConfig.check`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 
 from edge import paths
 from edge.errors import SinkError
-from edge.sinks.base import SinkBase
+from edge.sinks.base import SinkBase, SinkNotReady
 from edge.sinks.settings import FbdevSinkConfig
 
 logger = logging.getLogger(__name__)
@@ -79,6 +85,14 @@ def _read_sysfs(fb_dir: Path) -> dict[str, int]:
     return geo
 
 
+# open(2) errors of a device node that exists but whose driver is not (yet) there
+_NOT_READY_ERRNOS = (errno.ENODEV, errno.ENXIO, errno.EBUSY, errno.EAGAIN)
+_GROUP_HINT = (
+    "add the user to the 'video' group (sudo usermod -aG video $USER, then log in again) or run the service "
+    "as a member of it; late at boot udev may not have set the group yet"
+)
+
+
 class FramebufferSink(SinkBase):
     """Writes frames into a Linux framebuffer device or a pre-sized file.
 
@@ -90,7 +104,13 @@ class FramebufferSink(SinkBase):
 
     Buffers (the resized frame, the converted pixels) are allocated when the frame size
     is first seen and reused; ``show`` does not keep a reference to its argument.
+
+    Raises `SinkNotReady` while the framebuffer is not there yet (see the module docstring), else
+    `SinkError`.
     """
+
+    #: `edge.sinks.open_sink` wraps this kind in a `RetryingSink`: it may appear after the service starts
+    retry_until_ready = True
 
     def __init__(self, cfg: FbdevSinkConfig | None = None, sysfs_root: str | Path = SYSFS_GRAPHICS):
         cfg = cfg or FbdevSinkConfig()
@@ -106,11 +126,14 @@ class FramebufferSink(SinkBase):
                 geo[key] = int(val)
         missing = [k for k in ("width", "height", "bpp") if k not in geo]
         if missing:
-            where = (
-                f"{fb_dir} is missing or incomplete" if fb_dir is not None else f"{self.path} is not a /dev/fbN device"
-            )
+            if fb_dir is not None:  # /dev/fbN whose driver has not registered it (yet)
+                raise SinkNotReady(
+                    f"framebuffer {self.path}: unknown {', '.join(missing)} ({fb_dir} is missing or incomplete: "
+                    "no framebuffer registered yet; is a monitor attached and the KMS fbdev emulation enabled?); "
+                    "or give them explicitly (sink.width, sink.height, sink.bpp)"
+                )
             raise SinkError(
-                f"framebuffer {self.path}: unknown {', '.join(missing)} ({where}); "
+                f"framebuffer {self.path}: unknown {', '.join(missing)} ({self.path} is not a /dev/fbN device); "
                 "give them explicitly (sink.width, sink.height, sink.bpp)"
             )
         self.width, self.height, self.bpp = geo["width"], geo["height"], geo["bpp"]
@@ -143,15 +166,14 @@ class FramebufferSink(SinkBase):
         try:
             fd = os.open(self.path, os.O_RDWR)
         except PermissionError:
-            raise SinkError(
-                f"permission denied opening {self.path}: add the user to the 'video' group "
-                "(sudo usermod -aG video $USER, then log in again) or run the service as a member of it"
-            ) from None
+            raise SinkNotReady(f"permission denied opening {self.path}: {_GROUP_HINT}") from None
         except FileNotFoundError:
-            raise SinkError(
+            raise SinkNotReady(
                 f"no framebuffer at {self.path} (is a monitor attached and the KMS fbdev emulation enabled?)"
             ) from None
         except OSError as e:
+            if e.errno in _NOT_READY_ERRNOS:
+                raise SinkNotReady(f"framebuffer {self.path} has no driver yet: {e.strerror}") from None
             raise SinkError(f"cannot open framebuffer {self.path}: {e}") from None
         try:
             st = os.fstat(fd)
@@ -166,7 +188,7 @@ class FramebufferSink(SinkBase):
         try:
             return np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(self.nbytes,))
         except PermissionError:
-            raise SinkError(f"permission denied mapping {self.path}: add the user to the 'video' group") from None
+            raise SinkNotReady(f"permission denied mapping {self.path}: {_GROUP_HINT}") from None
         except (OSError, ValueError) as e:
             hint = " (the device is smaller than this geometry)" if getattr(e, "errno", None) == errno.EINVAL else ""
             raise SinkError(f"cannot map {self.nbytes} bytes of {self.path}: {e}{hint}") from None

@@ -8,6 +8,9 @@ the same sink.
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -16,6 +19,7 @@ from edge.paths import DEFAULT_FRAMEBUFFER
 from edge.sections import KindSection
 
 DEFAULT_VIDEO_FPS = 30.0  # a video file's rate when neither the config nor the source says
+_FB_NAME = re.compile(r"^fb\d+$")  # /dev/fbN: its geometry is in sysfs
 
 
 class SinkConfig(KindSection):
@@ -35,6 +39,16 @@ class SinkConfig(KindSection):
             # The instance returned is then initialised again by Python with ``data``: the same result.
             return SINKS.parse(data)
         return super().__new__(cls)
+
+    def check(self) -> list[str]:
+        """Faults of these settings that no retry or restart can fix, found without opening anything (no
+        device, no window, no file written): one line each, naming the key, its value and what is allowed.
+
+        `edge.plan.resolve_run` calls it, so `nerveseg check-config` reports them and `run` refuses them
+        with exit code 2 before the first frame. A device that is merely not there yet (a framebuffer late
+        at boot) is not a fault here: the sink retries it in the loop. Empty: nothing found.
+        """
+        return []
 
 
 class FbdevSinkConfig(SinkConfig):
@@ -62,6 +76,40 @@ class FbdevSinkConfig(SinkConfig):
     stride: int | None = Field(
         None, gt=0, description="bytes per framebuffer line; overrides sysfs (null: sysfs's, else width*bpp/8)"
     )
+
+    @property
+    def is_fb_device(self) -> bool:
+        """True for a /dev/fbN name (geometry from sysfs; may appear late at boot), False for any other file."""
+        return bool(_FB_NAME.match(Path(self.device).name))
+
+    def check(self) -> list[str]:
+        problems = []
+        missing = [k for k in ("width", "height", "bpp") if getattr(self, k) is None]
+        if not self.is_fb_device and missing:
+            problems.append(
+                f"sink.device {self.device!r} is not a /dev/fbN framebuffer, so its geometry cannot be read: "
+                f"set sink.{', sink.'.join(missing)}"
+            )
+        if self.stride is not None and self.width is not None and self.bpp is not None:
+            if self.stride < self.width * self.bpp // 8:
+                problems.append(
+                    f"sink.stride {self.stride} is less than sink.width {self.width} x {self.bpp // 8} bytes per "
+                    f"pixel: allowed: at least {self.width * self.bpp // 8}"
+                )
+        path = Path(self.device)
+        if not self.is_fb_device and not missing and not str(path).startswith("/dev/"):
+            # A plain file standing in for a framebuffer (screen captures, tests) must exist, pre-sized:
+            # nothing will create it later, unlike a device node.
+            need = (self.stride or self.width * self.bpp // 8) * self.height  # type: ignore[operator]
+            if path.is_dir():
+                problems.append(f"sink.device {self.device!r} is a folder, not a framebuffer")
+            elif not path.exists():
+                problems.append(f"sink.device {self.device!r} does not exist: a framebuffer file must exist, "
+                                f"pre-sized to {need} bytes")
+            elif path.is_file() and path.stat().st_size < need:
+                problems.append(f"sink.device {self.device!r} holds {path.stat().st_size} bytes, but "
+                                f"{self.width}x{self.height} at {self.bpp} bpp needs {need}")
+        return problems
 
 
 class WindowSinkConfig(SinkConfig):
@@ -91,6 +139,23 @@ class VideoSinkConfig(SinkConfig):
         None, gt=0, le=240,
         description=f"container frame rate, frames/s (null: the source's nominal rate, else {DEFAULT_VIDEO_FPS:g})",
     )
+
+    def check(self) -> list[str]:
+        path = Path(self.path)
+        folder = path.parent
+        said = f"sink.path {self.path!r}"
+        if path.is_symlink():
+            return [f"{said} is a symbolic link: the video sink writes only a file of its own (mode 0600); "
+                    "give the real path"]
+        if path.is_dir():
+            return [f"{said} is a folder: give a file name in it, e.g. {str(path / 'out.mp4')!r}"]
+        if not folder.exists():
+            return [f"{said}: folder {str(folder)!r} does not exist: create it, or write to an existing folder"]
+        if not folder.is_dir():
+            return [f"{said}: {str(folder)!r} is not a folder"]
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return [f"{said}: folder {str(folder)!r} is not writable by this user (uid {os.getuid()})"]
+        return []
 
 
 class NullSinkConfig(SinkConfig):

@@ -2,21 +2,27 @@
 
 Encoding 1080p mp4 costs ~15 ms a frame on the device's cores: fine for a demo,
 too much for the bedside loop at full rate (the recorder stores raw frames instead).
+
+The file holds whole video-out frames (patient details included), so it is created with mode
+0600 whatever the umask, like a recording's files.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.errors import SinkError
+from edge.errors import ConfigError, SinkError
 from edge.sinks.base import SinkBase
 from edge.sinks.settings import DEFAULT_VIDEO_FPS, VideoSinkConfig
 
 logger = logging.getLogger(__name__)
+
+FILE_MODE = 0o600  # owner only: whole video-out frames, as in a recording
 
 
 class VideoSink(SinkBase):
@@ -25,16 +31,20 @@ class VideoSink(SinkBase):
 
     The writer opens on the first frame with that frame's size; later frames of another
     size are resized to it (logged once). The parent folder must exist; an existing file
-    is overwritten. ``close()`` finalises the file: without it the mp4 is unreadable.
+    is overwritten (and made 0600); a symbolic link is refused. ``close()`` finalises the
+    file: without it the mp4 is unreadable.
+
+    Raises `ConfigError` for faults of ``cfg`` (`VideoSinkConfig.check`: no such folder, ...),
+    `SinkError` when the file cannot be created or encoded.
     """
 
     def __init__(self, cfg: VideoSinkConfig):
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.fps = float(cfg.fps or DEFAULT_VIDEO_FPS)  # the model already requires fps > 0
-        parent = self.path.parent
-        if not parent.is_dir():
-            raise SinkError(f"video sink {self.path}: folder {parent} does not exist")
+        problems = cfg.check()
+        if problems:
+            raise ConfigError(f"sink {cfg.spec}", problems)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the file
         self._warned_resize = False
@@ -53,6 +63,7 @@ class VideoSink(SinkBase):
             raise ValueError(f"video sink needs an HxWx3 uint8 BGR image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         if self._writer is None:
+            self._create_private()
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
             if not writer.isOpened():
@@ -72,6 +83,20 @@ class VideoSink(SinkBase):
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_LINEAR)
         self._writer.write(image)
         self.frames_written += 1
+
+    def _create_private(self) -> None:
+        """Create (or empty) the file with mode 0600 before FFmpeg opens it: FFmpeg would create it with
+        the umask's mode (0644, or 0666 under umask 000), and it keeps the mode of a file that exists."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        except OSError as e:
+            raise SinkError(f"video sink {self.path}: cannot create the file: {e.strerror or e}") from None
+        try:
+            os.fchmod(fd, FILE_MODE)  # an existing file kept its old mode; the umask only ever removes bits
+        except OSError as e:
+            raise SinkError(f"video sink {self.path}: cannot make the file private (0600): {e.strerror}") from None
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self._closed:

@@ -72,9 +72,40 @@ def test_missing_source_exits_4(tmp_path, capsys):
     assert "none.mp4" in capsys.readouterr().err
 
 
-def test_unwritable_sink_exits_5(tmp_path, capsys):
-    out = tmp_path / "no" / "such" / "dir" / "o.mp4"
-    assert main(["run", "--sink", f"video:{out}", "--frames", "2"]) == EXIT_SINK
+def _nerveseg(*args: str, umask: int | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``nerveseg ARGS`` in a real process (its exit code is the point), from the checkout."""
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout, preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+
+
+def test_a_sink_folder_that_does_not_exist_is_a_config_fault_check_config_finds(tmp_path):
+    # It used to pass check-config and then exit 5 at every start, which systemd restarts forever.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text('sink: {spec: "video:/nonexistent/dir/out.mp4"}\n')
+    for args in (["check-config", str(cfg)], ["run", "--config", str(cfg), "--frames", "2"]):
+        r = _nerveseg(*args)
+        assert r.returncode == EXIT_CONFIG, (args, r.returncode, r.stderr[-2000:])
+        assert "sink.path '/nonexistent/dir/out.mp4': folder '/nonexistent/dir' does not exist" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert main(["run", "--sink", f"video:{tmp_path / 'no' / 'o.mp4'}", "--frames", "2"]) == EXIT_CONFIG
+
+
+def test_a_framebuffer_not_there_yet_is_retried_not_fatal(tmp_path):
+    # /dev/fb0 late at boot: the loop runs (NO display yet, logged once), never exits 5 into a restart loop.
+    r = _nerveseg("run", "--sink", f"fbdev:{tmp_path / 'fb7'}", "--frames", "20", "--log-level", "INFO")
+    assert r.returncode == EXIT_OK, r.stderr[-2000:]
+    assert r.stderr.count("not ready") >= 2  # the warning, and the sink as the loop's start line names it
+    assert f"display fbdev:{tmp_path / 'fb7'}: not ready: framebuffer" in r.stderr  # no fb7 in sysfs yet
+    assert "never became ready; 20 frames were not shown" in r.stderr
+    assert EXIT_SINK != r.returncode and "Traceback" not in r.stderr
+
+
+def test_demo_video_is_private_under_umask_000(tmp_path):
+    out = tmp_path / "demo.mp4"
+    r = _nerveseg("demo", "--frames", "3", "--out", str(out), umask=0)
+    assert r.returncode == EXIT_OK, r.stderr[-2000:]
+    assert oct(out.stat().st_mode & 0o777) == "0o600"  # whole video-out frames: like a recording
+    assert count_video_frames(out) == 3
 
 
 def test_demo_out_folder_missing_exits_2(tmp_path):

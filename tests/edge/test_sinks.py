@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.errors import SinkError
-from edge.sinks import Sink, open_sink
+from edge.errors import ConfigError, SinkError
+from edge.sinks import RetryingSink, Sink, SinkNotReady, open_sink
 from edge.sinks import fbdev as fbdev_mod
 from edge.sinks import window as window_mod
 from edge.sinks.fbdev import FramebufferSink
@@ -212,7 +215,7 @@ def test_fbdev_visible_mode_smaller_than_virtual_size(tmp_path):
 
 def test_fbdev_missing_sysfs_names_what_is_missing(tmp_path):
     path, _ = fb_file(tmp_path, 64, 48, 32, name="fb3")
-    with pytest.raises(SinkError, match=r"width, height, bpp.*fb3"):
+    with pytest.raises(SinkNotReady, match=r"width, height, bpp.*fb3"):  # not registered yet: retried
         FramebufferSink(fb(path), sysfs_root=tmp_path / "nowhere")
 
 
@@ -223,13 +226,109 @@ def test_fbdev_permission_denied_hints_the_video_group(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(fbdev_mod.os, "open", denied)  # works as root too, where chmod would not
-    with pytest.raises(SinkError, match=r"permission denied.*'video' group"):
+    # Late at boot udev may not have given the node its group yet: not ready (retried), with the hint.
+    with pytest.raises(SinkNotReady, match=r"permission denied.*'video' group"):
         FramebufferSink(fb(path, width=64, height=48, bpp=32))
 
 
 def test_fbdev_missing_device(tmp_path):
-    with pytest.raises(SinkError, match="no framebuffer"):
+    with pytest.raises(SinkNotReady, match="no framebuffer"):
         FramebufferSink(fb(tmp_path / "fb9", width=64, height=48, bpp=32), sysfs_root=tmp_path)
+
+
+def test_fbdev_faults_no_wait_fixes_are_not_retried(tmp_path):
+    sysfs = fake_sysfs(tmp_path / "sys", 4, {"virtual_size": "64,48", "bits_per_pixel": "24"})
+    path, _ = fb_file(tmp_path, 64, 48, 32, name="fb4")
+    with pytest.raises(SinkError) as e:
+        FramebufferSink(fb(path), sysfs_root=sysfs)
+    assert not isinstance(e.value, SinkNotReady)
+    with pytest.raises(SinkError) as e:
+        RetryingSink(lambda: FramebufferSink(fb(path), sysfs_root=sysfs), "display fbdev:fb4", "fbdev:fb4")
+    assert not isinstance(e.value, SinkNotReady) and "24 bits per pixel" in str(e.value)
+
+
+def test_a_framebuffer_that_appears_later_is_retried_from_the_loop(tmp_path, caplog):
+    # /dev/fb0 late at boot: neither the device nor its sysfs folder exist when the service starts. The
+    # loop must run on (frames dropped), retry on the capture source's schedule, and draw once it is there.
+    sysfs, dev = tmp_path / "sys", tmp_path / "dev"
+    dev.mkdir()
+    path = dev / "fb0"
+    frame = test_frame(48, 64)
+    with caplog.at_level(logging.INFO):
+        sink = RetryingSink(lambda: FramebufferSink(fb(path), sysfs_root=sysfs), "display fbdev:fb0", "fbdev:fb0",
+                            max_s=0.2)
+        assert sink.sink is None and "not ready" in sink.describe() and "fb0" in sink.describe()
+        for _ in range(5):
+            sink.show(frame)  # dropped, no exception, no sleep
+        assert sink.frames_dropped == 5 and sink.attempts >= 1
+        fake_sysfs(sysfs, 0, {"virtual_size": "64,48", "bits_per_pixel": "32"})
+        fb_file(dev, 64, 48, 32, name="fb0")
+        t_end = time.monotonic() + 5
+        while sink.sink is None and time.monotonic() < t_end:
+            sink.show(frame)
+            time.sleep(0.02)
+        assert isinstance(sink.sink, FramebufferSink), "never reopened"
+        sink.show(frame)
+        assert sink.sink.frames_written >= 1 and "64x48 32bpp" in sink.describe()
+        sink.close()
+    bgr, _ = read_fb(path, 64, 48, 32, 64 * 4)
+    assert np.array_equal(bgr, frame)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "display fbdev:fb0: not ready" in warnings[0], warnings  # once per outage
+    assert any("display fbdev:fb0: connected after" in r.getMessage() for r in caplog.records)
+
+
+def test_open_sink_retries_a_missing_framebuffer_device(tmp_path, monkeypatch):
+    path = tmp_path / "fb6"  # a /dev/fbN name with explicit geometry: sysfs is not needed, the node is
+    sink = open_sink(SinkConfig(spec=f"fbdev:{path}", width=64, height=48, bpp=32))
+    assert isinstance(sink, RetryingSink) and sink.sink is None and "no framebuffer" in sink.not_ready
+    sink.show(test_frame(48, 64))
+    assert sink.frames_dropped == 1
+    sink.close()
+
+    # Permission denied until udev has set the group: retried too.
+    fb_file(tmp_path, 64, 48, 32, name="fb6")
+    real_open, calls = os.open, []
+
+    def denied_once(p, *a, **k):
+        calls.append(p)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied")
+        return real_open(p, *a, **k)
+
+    monkeypatch.setattr(fbdev_mod.os, "open", denied_once)
+    sink = open_sink(SinkConfig(spec=f"fbdev:{path}", width=64, height=48, bpp=32))
+    assert sink.sink is None and "'video' group" in sink.not_ready
+    t_end = time.monotonic() + 5
+    while sink.sink is None and time.monotonic() < t_end:
+        sink.show(test_frame(48, 64))
+        time.sleep(0.02)
+    assert isinstance(sink.sink, FramebufferSink)
+    sink.close()
+
+
+@pytest.mark.parametrize("settings,said", [
+    ({"width": 64}, "is not a /dev/fbN framebuffer, so its geometry cannot be read: set sink.height, sink.bpp"),
+    ({"width": 64, "height": 48, "bpp": 32, "stride": 100}, "sink.stride 100 is less than sink.width 64 x 4"),
+])
+def test_fbdev_settings_faults_are_config_errors(tmp_path, settings, said):
+    path, _ = fb_file(tmp_path, 64, 48, 32)
+    cfg = SinkConfig(spec=f"fbdev:{path}", **settings)
+    assert any(said in p for p in cfg.check()), cfg.check()
+    with pytest.raises(ConfigError, match=said.split(",")[0]):
+        open_sink(cfg)
+
+
+def test_fbdev_plain_file_must_exist_pre_sized(tmp_path):
+    missing = SinkConfig(spec=f"fbdev:{tmp_path / 'screen.raw'}", width=64, height=48, bpp=32)
+    assert "does not exist: a framebuffer file must exist, pre-sized to 12288 bytes" in missing.check()[0]
+    short = tmp_path / "short.raw"
+    short.write_bytes(b"\0" * 100)
+    assert "holds 100 bytes" in SinkConfig(spec=f"fbdev:{short}", width=64, height=48, bpp=32).check()[0]
+    # a device node (any name under /dev, or /dev/fbN anywhere) may appear later: no config fault
+    assert SinkConfig(spec="fbdev:/dev/fb-hdmi", width=64, height=48, bpp=32).check() == []
+    assert SinkConfig(spec="fbdev:/dev/fb0").check() == []
+    assert SinkConfig(spec=f"fbdev:{tmp_path / 'fb1'}").check() == []
 
 
 def test_fbdev_show_after_close(tmp_path):
@@ -288,8 +387,50 @@ def test_video_sink_resizes_a_changed_frame_size(tmp_path, caplog):
 
 
 def test_video_sink_needs_an_existing_folder(tmp_path):
-    with pytest.raises(SinkError, match=str(tmp_path / "missing")):
+    # a settings fault (exit code 2, found by check-config), not an output that failed (5: restarted)
+    with pytest.raises(ConfigError, match=str(tmp_path / "missing")):
         VideoSink(VideoSinkConfig(path=str(tmp_path / "missing" / "out.mp4"), fps=30.0))
+
+
+def test_video_sink_settings_faults(tmp_path):
+    def check(path) -> str:
+        return " ".join(VideoSinkConfig(path=str(path)).check())
+
+    assert "folder '/nonexistent/dir' does not exist" in check("/nonexistent/dir/out.mp4")
+    assert "is a folder: give a file name in it" in check(tmp_path)
+    (tmp_path / "file").write_text("x")
+    assert "is not a folder" in check(tmp_path / "file" / "out.mp4")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "elsewhere.mp4")
+    assert "is a symbolic link" in check(tmp_path / "link.mp4")
+    assert check(tmp_path / "out.mp4") == ""
+    with pytest.raises(ConfigError, match="does not exist"):
+        open_sink(SinkConfig(spec="video:/nonexistent/dir/out.mp4"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_video_sink_unwritable_folder_is_a_settings_fault(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    assert "is not writable by this user" in VideoSinkConfig(path=str(folder / "o.mp4")).check()[0]
+
+
+def test_video_sink_file_is_private_whatever_the_umask(tmp_path):
+    # It holds whole video-out frames (patient details): 0600 like a recording, even under umask 000, and an
+    # existing file of another mode is made private too.
+    old = os.umask(0)
+    try:
+        for name, existing in (("new.mp4", None), ("old.mp4", 0o666)):
+            path = tmp_path / name
+            if existing is not None:
+                path.write_bytes(b"old")
+                path.chmod(existing)
+            with VideoSink(VideoSinkConfig(path=str(path), fps=10.0)) as sink:
+                sink.show(test_frame(48, 64))
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+            assert read_video(path)[0] == 1
+    finally:
+        os.umask(old)
 
 
 def test_video_sink_closed(tmp_path):
@@ -364,8 +505,10 @@ def test_open_sink_kinds(tmp_path, monkeypatch):
 
     path, _ = fb_file(tmp_path, 64, 48, 16)
     fbs = open_sink(SinkConfig(spec=f"fbdev:{path}", width=64, height=48, bpp=16))
-    assert isinstance(fbs, FramebufferSink) and isinstance(fbs, Sink) and fbs.bpp == 16
-    assert fbs.cfg == fb(path, width=64, height=48, bpp=16)  # the sink keeps its own typed config
+    # the framebuffer may appear late at boot: wrapped so that the loop retries it; here it opens at once
+    assert isinstance(fbs, RetryingSink) and isinstance(fbs, Sink) and fbs.not_ready is None
+    assert isinstance(fbs.sink, FramebufferSink) and fbs.sink.bpp == 16
+    assert fbs.sink.cfg == fb(path, width=64, height=48, bpp=16)  # the sink keeps its own typed config
     fbs.close()
 
     for cfg_fps, hint, want in ((None, 19.0, 19.0), (None, None, 30.0), (10.0, 19.0, 10.0)):

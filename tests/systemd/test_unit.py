@@ -89,6 +89,20 @@ HARDENING = {
 }
 
 
+def test_restart_is_prevented_exactly_for_the_codes_a_restart_cannot_fix():
+    # A restart loop on a fault that will be there again is what the start limit then turns into a dark
+    # screen: config (2), model (3), a source (4) or sink (5) that cannot work. A device not there yet is
+    # retried inside the loop (no exit), so 5 no longer means "try again"; 1 (a bug) and the watchdog's kill
+    # may well pass with a restart.
+    from edge import errors
+
+    s = _settings(UNIT.read_text())
+    codes = {int(c) for c in s["Service.RestartPreventExitStatus"][-1].split()}
+    assert codes == {errors.EXIT_CONFIG, errors.EXIT_MODEL, errors.EXIT_SOURCE, errors.EXIT_SINK}
+    assert errors.ConfigError.exit_code in codes and errors.SinkError.exit_code in codes
+    assert errors.EXIT_ERROR not in codes and errors.EXIT_OK not in codes
+
+
 def test_unit_settings_the_appliance_relies_on():
     s = _settings(UNIT.read_text())
 
