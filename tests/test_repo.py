@@ -24,6 +24,8 @@ def test_ci_runs_exactly_the_readme_test_command():
     cmd = _readme_command("2. run the tests")
     ci_lines = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
     assert cmd in ci_lines
+    # the emulated arm64 check runs after the tests, on the venv the test command made
+    assert ci_lines.index("bash .ci/arm64") > ci_lines.index(cmd)
 
 
 def test_edge_never_imports_tensorflow_or_matplotlib():
