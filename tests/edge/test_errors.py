@@ -20,6 +20,17 @@ def _error_classes() -> list[type[errors.NervesegError]]:
     return [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.NervesegError)]
 
 
+def _check_config_raises(monkeypatch, error: Exception) -> None:
+    """Make `nerveseg check-config` raise ``error`` from inside the command, as a library call would."""
+
+    def command(_args: argparse.Namespace) -> int:
+        raise error
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["check-config"].set_defaults(func=command)
+
+
 def test_every_error_class_carries_a_documented_code():
     codes = set(DOCUMENTED.values())
     for cls in _error_classes():
@@ -32,24 +43,14 @@ def test_every_error_class_carries_a_documented_code():
 
 @pytest.mark.parametrize("cls", [c for c in _error_classes() if c not in (errors.NervesegError, errors.ConfigError)])
 def test_main_returns_the_code_of_the_error_raised(cls, monkeypatch, capsys):
-    def boom(_args: argparse.Namespace) -> int:
-        raise cls("it went wrong in a known way")
-
-    parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parser._subparsers._group_actions[0].choices["check-config"].set_defaults(func=boom)
+    _check_config_raises(monkeypatch, cls("it went wrong in a known way"))
     assert cli.main(["check-config", "x.yaml"]) == cls.exit_code
     err = capsys.readouterr().err
     assert "it went wrong in a known way" in err and "Traceback" not in err
 
 
 def test_a_library_bug_is_exit_1_with_its_traceback_logged(monkeypatch, caplog):
-    def bug(_args: argparse.Namespace) -> int:
-        raise ValueError("internal inconsistency")
-
-    parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parser._subparsers._group_actions[0].choices["check-config"].set_defaults(func=bug)
+    _check_config_raises(monkeypatch, ValueError("internal inconsistency"))
     assert cli.main(["check-config", "x.yaml"]) == errors.EXIT_ERROR
     assert "internal inconsistency" in caplog.text and "a bug" in caplog.text
 
