@@ -24,6 +24,11 @@
 # for tests and image builds: users, folders and enablement are written there by systemd's own tools
 # (--root), nothing on this machine changes, and daemon-reload/start are skipped.
 set -euo pipefail
+# Whatever umask the admin's shell has: 000 would leave the venv (the code root runs as the service) writable
+# by every user, 077 would hide it from the service user. Code, venv, unit and config: root's, readable by all,
+# writable by none else. State and recordings get their own private modes from systemd-tmpfiles (0750, 0700),
+# and what the service writes there, from its UMask=0027.
+umask 022
 
 usage() {
     cat <<'EOF'

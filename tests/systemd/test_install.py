@@ -44,9 +44,12 @@ def _seed(root: Path, kind: str = "pi") -> Path:
     return root
 
 
-def _sh(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _sh(script: Path, *args: str, env: dict[str, str] | None = None,
+        umask: int | None = None) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``args``; ``umask``: the caller's umask (an admin's shell may have any)."""
     r = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, **(env or {})})
+                       env={**os.environ, **(env or {})},
+                       preexec_fn=None if umask is None else (lambda: os.umask(umask)))
     assert r.returncode == 0, f"{script.name} {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -65,6 +68,13 @@ def _tree(root: Path) -> dict[str, tuple]:
             digest = hashlib.sha256(p.read_bytes()).hexdigest()
             out[rel] = ("file", oct(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, digest)
     return out
+
+
+def _writable_by_others(root: Path, below: str = "") -> list[str]:
+    """Entries under ``root/below`` (links aside) that the group or other users may write, with their modes."""
+    top = root / below
+    return [f"{oct(p.lstat().st_mode & 0o7777)} {p.relative_to(root)}" for p in [top, *top.rglob("*")]
+            if not p.is_symlink() and p.lstat().st_mode & 0o022]
 
 
 def _actions(out: str) -> list[str]:
@@ -125,6 +135,20 @@ def test_install_into_destdir_gives_the_appliance_tree_and_a_second_run_changes_
     r = subprocess.run([require_tool("systemd-analyze"), "verify", f"--root={make_verify_root(root)}",
                         "nerveseg.service"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_install_under_umask_000_leaves_nothing_writable_by_others(tmp_path):
+    # An admin's root shell may have umask 000: every file the installer makes must still be root's alone to
+    # write, and the state folders keep their private modes. (The venv, where it mattered most, is checked in
+    # test_venv_step_makes_the_executable_the_unit_runs.)
+    require_root()
+    root = _seed(tmp_path / "root")
+    before = set(_writable_by_others(root))
+    _sh(INSTALL, "--destdir", str(root), "--no-venv", umask=0)
+    assert set(_writable_by_others(root)) - before == set()
+    for d, mode in (("var/lib/nerveseg", 0o750), ("var/lib/nerveseg/recordings", 0o700)):
+        assert (root / d).stat().st_mode & 0o777 == mode, d
+    assert (root / "etc/nerveseg/config.yaml").stat().st_mode & 0o777 == 0o644
 
 
 def test_an_existing_config_is_never_overwritten(tmp_path):
@@ -305,14 +329,17 @@ def _probe_wheel(folder: Path) -> Path:
 def test_venv_step_makes_the_executable_the_unit_runs(tmp_path):
     # The real venv step (python -m venv, pip install) with a tiny local wheel instead of nerveseg and its
     # dependencies, so it runs offline in seconds; Debian's picamera2 present -> --system-site-packages.
+    # Run from a shell with umask 000: the venv (code the service runs) used to come out world-writable.
     require_root()
     root = _seed(tmp_path / "root")
     (root / "usr/lib/python3/dist-packages/picamera2").mkdir(parents=True)
     wheel = _probe_wheel(tmp_path)
     out = _sh(INSTALL, "--destdir", str(root), "--python", sys.executable, "--from", str(wheel),
-              env={"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}).stdout
+              env={"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}, umask=0).stdout
     assert "the venv will see Debian's packages" in out
     venv = root / "opt/nerveseg/venv"
+    assert _writable_by_others(root, "opt") == [] and _writable_by_others(root, "usr/local") == []
+    assert (venv / "bin/nerveseg").stat().st_mode & 0o777 == 0o755  # the service user may run it
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     r = subprocess.run([str(venv / "bin/nerveseg")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "nerveseg probe\n"
