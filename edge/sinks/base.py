@@ -68,7 +68,8 @@ class RetryingSink(SinkBase):
     Until it opens, every frame is dropped (``frames_dropped``) and attempts follow the capture source's
     schedule (`edge.sources.base.Reconnector`: at once, then 0.25 s doubling up to ``max_s``), checked in
     `show` without sleeping: the loop, the watchdog and the recorder run on meanwhile. The log gets one
-    warning naming the fault when the outage starts and one line when the output is back.
+    warning naming the fault when the outage starts and one line when the output is back. Once open, the
+    wrapper answers for its sink (``frames_written``, ``picture_rect``...); ``sink`` is the sink itself.
     """
 
     def __init__(self, open_sink: Callable[[], SinkBase], name: str, what: str, max_s: float = 5.0) -> None:
@@ -95,6 +96,13 @@ class RetryingSink(SinkBase):
         self.not_ready = None
         self._retry.opened()
         return True
+
+    def __getattr__(self, name: str):
+        # Only for attributes this wrapper lacks: once open it stands for its sink (frames_written, picture_rect...)
+        sink = self.__dict__.get("sink")
+        if sink is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__} ({self.__dict__.get('what', '?')}, not open) has no {name!r}")
+        return getattr(sink, name)
 
     @property
     def attempts(self) -> int:

@@ -270,6 +270,7 @@ def test_a_framebuffer_that_appears_later_is_retried_from_the_loop(tmp_path, cap
         assert isinstance(sink.sink, FramebufferSink), "never reopened"
         sink.show(frame)
         assert sink.sink.frames_written >= 1 and "64x48 32bpp" in sink.describe()
+        assert sink.frames_written == sink.sink.frames_written and sink.picture_rect == (0, 0, 64, 48)  # stands for it
         sink.close()
     bgr, _ = read_fb(path, 64, 48, 32, 64 * 4)
     assert np.array_equal(bgr, frame)
