@@ -58,13 +58,13 @@ from edge.recording.session import (
     SESSION_FORMAT,
     decode_mask,
     decode_raw,
-    list_sessions,
     make_private_dir,
     pad_even,
     render_annotated,
     video_fps,
     write_private,
 )
+from edge.recording.storage import sessions_oldest_first
 from edge.runner import ModelRunner
 from edge.spec import PreprocessSpec
 from edge.types import Result
@@ -311,7 +311,8 @@ def resolve_session(path: str | Path) -> Path:
             return p
         if not p.is_dir():
             raise _bad(f"session {p}: no such folder")
-        sessions = [s for s in list_sessions(p) if os.path.lexists(s / MANIFEST_FILE)]
+        # newest as retention judges it (what was written, not a folder name from a wrong clock)
+        sessions = [s for s in sessions_oldest_first(p) if os.path.lexists(s / MANIFEST_FILE)]
     except OSError as e:
         raise _bad(f"session {p}: cannot be read: {e.strerror or e}") from None
     if not sessions:

@@ -4,7 +4,8 @@ One folder per session under ``record.dir``, named by its UTC start time
 (``20250314T101502.123Z``, ``-1``, ``-2`` appended when two start in the same
 millisecond), mode 0700, every file 0600::
 
-    manifest.json   config, calibration profile (path, sha256), model (hash, spec), software, start/stop
+    manifest.json   config, calibration profile (path, sha256), model (hash, spec), software, start/stop,
+                    serial (the write order in the recordings folder, whatever the clock said)
     frames.jsonl    one line per recorded frame: seq, capture time, p_nerve, decision, stage ms, model id
     raw/000000.png  the ROI crop as captured (lossless; 1-channel when the three channels are equal)
     masks/000000.png the network's probability mask at model size, round(p * 255)
@@ -225,16 +226,19 @@ def start_manifest(
     full_frame: bool,
     profile: dict[str, Any] | None,
     info: dict[str, Any],
+    serial: int | None = None,
 ) -> dict[str, Any]:
     """The manifest of a session as it is opened (``session`` is filled in when its folder is named).
 
     trigger: {"mode", "reason", "seq", "pre_roll_frames"}. fps: the capture rate (Hz), also the
     videos' rate. blank: blanking regions in full-frame pixels. profile: {"path", "sha256"} or None.
-    info: `run_info`, merged in as it is.
+    info: `run_info`, merged in as it is. serial: the session's place in the write order of its
+    recordings folder (1, 2, ...: retention orders by it where clocks were wrong).
     """
     return {
         "format": SESSION_FORMAT,
         "session": None,
+        "serial": serial,
         "started_utc": utc_iso(started_ns),
         "stopped_utc": None,
         "stop_reason": None,

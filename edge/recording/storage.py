@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge.config import RecordConfig
 from edge.fileio import write_all
-from edge.recording.session import RESERVE_FILE, list_sessions, new_file, open_private, session_start
+from edge.recording.session import MANIFEST_FILE, RESERVE_FILE, list_sessions, new_file, open_private, session_start
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,156 @@ def dir_size(path: Path) -> int:
     return total
 
 
+# A session's own time is trusted up to this far ahead of the clock now, or of the last change to its
+# files: NTP stepping a clock back, a time zone mistake on a box without RTC. Beyond it the time is wrong.
+CLOCK_SLACK_S = 3600.0
+_MAX_MANIFEST_BYTES = 4 << 20
+
+
+@dataclass
+class SessionTime:
+    """When a session was recorded, as retention ages and orders it (see `session_times`).
+
+    started: what the session says (its manifest's ``started_utc``, else its folder name).
+    changed: the kernel's last change to the folder or its top-level entries (newest ctime: unlike
+        mtimes it cannot be set by hand, only by the clock).
+    serial: the manifest's ``serial``, its place in the write order of the folder (None: older format,
+        or not made by the recorder).
+    """
+
+    started: datetime | None
+    changed: datetime | None
+    serial: int | None
+
+
+def _manifest_of(path: Path) -> dict:
+    """The manifest of session ``path`` for retention ({} when missing, damaged, a link or absurdly large)."""
+    try:
+        fd = os.open(path / MANIFEST_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_MANIFEST_BYTES:
+            return {}
+        with os.fdopen(os.dup(fd), "rb") as f:
+            m = json.loads(f.read(_MAX_MANIFEST_BYTES))
+        return m if isinstance(m, dict) else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
+
+
+def _utc(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def read_session_time(path: Path) -> SessionTime:
+    """`SessionTime` of the session folder ``path``, from what was written in it."""
+    m = _manifest_of(path)
+    started = _utc(m.get("started_utc")) or session_start(path.name)
+    serial = m.get("serial")
+    if not isinstance(serial, int) or isinstance(serial, bool):
+        serial = None
+    ctimes = []
+    with contextlib.suppress(OSError):
+        ctimes.append(os.lstat(path).st_ctime)
+        for e in os.scandir(path):
+            with contextlib.suppress(OSError):
+                ctimes.append(e.stat(follow_symlinks=False).st_ctime)
+    changed = datetime.fromtimestamp(max(ctimes), timezone.utc) if ctimes else None
+    return SessionTime(started, changed, serial)
+
+
+@dataclass
+class _Aged:
+    path: Path
+    time: datetime | None  # the time it is aged by; None: unknown
+    future: bool  # its own time lies in the future: it goes first when over the quota
+    note: str  # how that time was found, when not simply its start
+
+
+def session_times(times: dict[str, SessionTime], now: datetime) -> dict[str, tuple[datetime | None, bool, str]]:
+    """The time each session is aged and ordered by, whether its own time lies in the future, and how
+    the time was found; by name.
+
+    Names on folders and clocks on boxes without RTC or NTP lie; so:
+
+    - a session's own time is its manifest's start (else its name's), unless that lies after the
+      last change to its files (a renamed folder): then that change;
+    - sessions the recorder numbered (``serial``) were written in that order, so a session
+      cannot be older than one written before it (the clock was behind later): its time is
+      raised to the latest time before it;
+    - an own time more than `CLOCK_SLACK_S` ahead of ``now`` is wrong (a clock that was ahead, a
+      hand-made name): such a session goes first when over the quota, never ahead of real older
+      sessions, and is aged by the latest it can have been written: the last change to its files
+      when the clock then was right, else the start of the next session written after it. With
+      neither, its age is unknown (None) and it is not deleted for its age.
+    """
+    slack = timedelta(seconds=CLOCK_SLACK_S)
+    latest_ok = now + slack
+    own: dict[str, tuple[datetime | None, bool, str]] = {}
+    for name, t in times.items():
+        start, note = t.started, ""
+        if start is not None and start > latest_ok:
+            bound = t.changed if t.changed is not None and t.changed <= latest_ok else None
+            why = f"its time {_iso(start)} lies in the future (a wrong clock or a hand-made name)"
+            own[name] = (bound, True, why + (f"; aged from its last change, {_iso(bound)}" if bound else ""))
+            continue
+        if t.changed is not None and (start is None or start > t.changed + slack):
+            if start is not None:
+                note = f"its recorded start {_iso(start)} is later than its files; aged by them"
+            start = t.changed
+        own[name] = (start, False, note)
+    out = dict(own)
+    ordered = sorted((t.serial, name) for name, t in times.items() if t.serial is not None)
+    latest: datetime | None = None
+    for _, name in ordered:  # raised to the latest time written before
+        t, future, note = own[name]
+        if t is None or future:
+            continue
+        if latest is not None and t < latest:
+            out[name] = (latest, False, f"its recorded start {_iso(t)} is earlier than a session written before "
+                                        "it (the clock was behind); aged from that one's")
+        latest = max(latest, t) if latest is not None else t
+    bound: datetime | None = None
+    for _, name in reversed(ordered):  # a time from the future bounded by the next session written after it
+        t, future, note = out[name]
+        if future:
+            if bound is not None and (t is None or bound < t):
+                out[name] = (bound, True, note.split("; aged")[0] + f"; aged from the next session written, "
+                                                                    f"{_iso(bound)}")
+        elif t is not None:
+            bound = t
+    return out
+
+
+def sessions_oldest_first(root: Path, now: datetime | None = None) -> list[Path]:
+    """Session folders under ``root`` in the order retention deletes them: oldest first by
+    `session_times`, those whose time lies in the future first of all. Its last is the newest."""
+    now = now or datetime.now(timezone.utc)
+    paths = list_sessions(root)
+    times = {p.name: read_session_time(p) for p in paths}
+    aged = session_times(times, now)
+    return sorted(paths, key=lambda p: _age_order(aged[p.name][1], aged[p.name][0], times[p.name].serial, p.name,
+                                                  now))
+
+
+def _age_order(future: bool, t: datetime | None, serial: int | None, name: str, now: datetime) -> tuple:
+    return (not future, t is not None, t or now, serial or 0, name)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%MZ")
+
+
 def apply_retention(
     root: Path,
     max_bytes: float,
@@ -102,48 +255,71 @@ def apply_retention(
     keep: Iterable[Path] = (),
     extra_bytes: int = 0,
     sizes: dict[str, int] | None = None,
+    times: dict[str, SessionTime] | None = None,
+    warned: set[str] | None = None,
 ) -> list[Path]:
     """Delete whole sessions under ``root``: first those older than ``max_age_s``, then the
-    oldest ones while the total exceeds ``max_bytes``. Returns the deleted folders, oldest first.
+    oldest ones while the total exceeds ``max_bytes``. Returns the deleted folders, in the
+    order deleted. Age and order come from what was written, not from folder names
+    (`session_times`); each deletion is logged with its reason and the time it was aged by.
 
     keep: sessions never deleted (the one being written); they are measured on disk
-    each time. extra_bytes: bytes the kept sessions will still hold beyond what is on
-    disk now, counted once on top (0 when the disk is all there is). sizes: cache of
-    finished sessions' sizes by name (finished sessions do not change), updated in
-    place; entries of sessions no longer on disk (deleted by hand) are dropped.
+    each time, and take part in the write order. extra_bytes: bytes the kept sessions
+    will still hold beyond what is on disk now, counted once on top (0 when the disk is
+    all there is). sizes, times: caches of finished sessions' sizes and `SessionTime`s by
+    name (finished sessions do not change), updated in place; entries of sessions no
+    longer on disk (deleted by hand) are dropped. warned: names already warned about (a
+    session from the future that is kept is warned about once), updated in place.
     """
     now = now or datetime.now(timezone.utc)
     keep_names = {Path(k).name for k in keep}
     sizes = {} if sizes is None else sizes
+    times = {} if times is None else times
+    warned = set() if warned is None else warned
     sessions = list_sessions(root)
     present = {s.name for s in sessions}
-    for gone in [name for name in sizes if name not in present]:
-        del sizes[gone]
-    deleted: list[Path] = []
+    for cache in (sizes, times):
+        for gone in [name for name in cache if name not in present]:
+            del cache[gone]
     total = extra_bytes
-    candidates = []
     for s in sessions:
         if s.name not in sizes or s.name in keep_names:
             sizes[s.name] = dir_size(s)
+        if s.name not in times or s.name in keep_names:
+            times[s.name] = read_session_time(s)
         total += sizes[s.name]
-        if s.name not in keep_names:
-            candidates.append(s)
-    for s in candidates:  # oldest first
-        start = session_start(s.name)
-        too_old = start is not None and (now - start).total_seconds() > max_age_s
+    aged = session_times({s.name: times[s.name] for s in sessions}, now)
+    candidates = [_Aged(s, *aged[s.name]) for s in sessions if s.name not in keep_names]
+    # Oldest first; a time from the future first of all: it never outlives real older sessions.
+    candidates.sort(key=lambda a: _age_order(a.future, a.time, times[a.path.name].serial, a.path.name, now))
+    deleted: list[Path] = []
+    for a in candidates:
+        age_s = (now - a.time).total_seconds() if a.time is not None else None
+        too_old = age_s is not None and age_s > max_age_s
         if not too_old and total <= max_bytes:
+            if a.future and a.path.name not in warned:
+                warned.add(a.path.name)
+                logger.warning("retention: session %s: %s; it goes first when recordings reach record.max_gb",
+                               a.path.name, a.note)
             continue
+        nbytes = sizes.get(a.path.name, 0)
         try:
-            shutil.rmtree(s)
+            shutil.rmtree(a.path)
         except FileNotFoundError:
             pass
         except OSError as e:
-            logger.warning("retention: cannot delete %s: %s", s, e)
+            logger.warning("retention: cannot delete %s: %s", a.path, e)
             continue
-        total -= sizes.pop(s.name, 0)
-        deleted.append(s)
-        logger.info("retention: deleted session %s (%s)", s.name, "older than record.max_days" if too_old else
-                    "over record.max_gb")
+        if too_old:
+            why = (f"older than record.max_days = {max_age_s / 86400:g}: recorded {_iso(a.time)}, "
+                   f"{age_s / 86400:.1f} days ago")
+        else:
+            why = f"over record.max_gb = {max_bytes / 1e9:g}: recordings held {total / 1e9:.3g} GB, oldest go first"
+        logger.info("retention: deleted session %s (%s; %.1f MB)%s", a.path.name, why, nbytes / 1e6,
+                    f"; {a.note}" if a.note else "")
+        total -= sizes.pop(a.path.name, 0)
+        times.pop(a.path.name, None)
+        deleted.append(a.path)
     return deleted
 
 
@@ -184,6 +360,9 @@ class Storage:
         self._retention_every_s = retention_every_s
         self._free_check_s = free_check_s
         self.sizes: dict[str, int] = {}  # finished sessions by name, bytes
+        self.times: dict[str, SessionTime] = {}  # finished sessions by name: what retention ages them by
+        self._warned: set[str] = set()
+        self._serial = 0  # the highest session serial seen or given
         self.other_bytes = 0  # sessions on disk other than the open one
         self._next_retention = 0.0
         self._next_free_check = 0.0
@@ -217,10 +396,18 @@ class Storage:
         """Delete what is too old or over the quota, keeping ``open_session`` (measured on disk: PNGs,
         JSONL, the mp4s as flushed, the reserve; nothing counted on top)."""
         keep = [open_session] if open_session is not None else []
-        apply_retention(self.root, self.max_bytes, self.max_age_s, now=self._now(), keep=keep, sizes=self.sizes)
+        apply_retention(self.root, self.max_bytes, self.max_age_s, now=self._now(), keep=keep, sizes=self.sizes,
+                        times=self.times, warned=self._warned)
         name = open_session.name if open_session is not None else None
         self.other_bytes = sum(v for k, v in self.sizes.items() if k != name)
         self._next_retention = self._clock() + self._retention_every_s
+
+    def next_serial(self) -> int:
+        """The ``serial`` of the session about to open: one above every session on disk at the last
+        `retention` pass and every serial given before (the write order, whatever the clock says)."""
+        seen = max((t.serial for t in self.times.values() if t.serial is not None), default=0)
+        self._serial = max(self._serial, seen) + 1
+        return self._serial
 
     def retention_due(self) -> bool:
         return self._clock() >= self._next_retention
@@ -241,6 +428,7 @@ class Storage:
         """Count a finished session: tracked, not scanned (a scan of a long session on a slow card would
         stall the writer)."""
         self.sizes[name] = nbytes
+        self.times.pop(name, None)  # measured while open: read again, as finished, by the next pass
         self.other_bytes += nbytes
 
     def over_quota(self, open_bytes: int) -> bool:

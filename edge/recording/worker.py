@@ -275,6 +275,7 @@ class SessionWorker:
             profile=None if self.profile_path is None else {"path": str(self.profile_path),
                                                             "sha256": self._profile_sha256},
             info=self._info,
+            serial=self.storage.next_serial(),
         )
         self.session = SessionFiles.create(self.root, started_ns, manifest, RESERVE_BYTES, self._open_file)
         self.sessions_started += 1

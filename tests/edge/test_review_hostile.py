@@ -27,7 +27,7 @@ from edge.pipeline import Pipeline
 from edge.plan import resolve_run
 from edge.recording.recorder import Recorder
 from edge.recording.session import FRAMES_FILE, MANIFEST_FILE, list_sessions
-from edge.review import export_session, load_session
+from edge.review import export_session, load_session, resolve_session
 from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
 from edge.sources import open_source
@@ -262,3 +262,15 @@ def test_unreadable_session_and_unwritable_export_as_the_service_user(session_di
     assert r.returncode == EXIT_CONFIG, r.stderr[-1000:]
     assert "--export: cannot write into" in r.stderr and "Permission denied" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_folder_named_in_the_future_is_not_the_newest_session(session_dir, tmp_path):
+    root = tmp_path / "recordings"
+    real = root / session_dir.name
+    shutil.copytree(session_dir, real)
+    bogus = root / "20991231T235959.000Z"  # a hand-made name, or a clock far ahead when it was recorded
+    shutil.copytree(session_dir, bogus)
+    m = json.loads((bogus / MANIFEST_FILE).read_text())
+    m["started_utc"] = "2099-12-31T23:59:59.000Z"
+    (bogus / MANIFEST_FILE).write_text(json.dumps(m))
+    assert resolve_session(root) == real

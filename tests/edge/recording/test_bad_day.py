@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,10 +22,18 @@ import numpy as np
 from edge.config import Config, RecordConfig, with_overrides
 from edge.recording.mp4index import mp4_frame_count
 from edge.recording.recorder import Recorder
-from edge.recording.session import ANNOTATED_FILE, RESERVE_FILE, load_raw, open_private
+from edge.recording.session import (
+    ANNOTATED_FILE,
+    MANIFEST_FILE,
+    RESERVE_FILE,
+    load_raw,
+    open_private,
+    session_name,
+)
+from edge.recording.storage import SessionTime, apply_retention, session_times
 from edge.recording.writer import WriterThread
 from edge.review import export_session, load_session
-from tests.edge.recording.helpers import LUNG_ROI, REPO, run_loop, sessions
+from tests.edge.recording.helpers import LUNG_ROI, REPO, fake_session, run_loop, sessions
 from tests.media import count_video_frames
 
 # -- a ROI of a few pixels ----------------------------------------------------------------------------------
@@ -150,3 +159,80 @@ def test_sighup_during_a_recording_closes_it_like_sigterm(tmp_path):
     assert count_video_frames(sdir / ANNOTATED_FILE) == manifest["frames"]  # it opens, every frame there
     assert not (sdir / RESERVE_FILE).exists()
     assert json.loads(status.read_text())["state"] == "stopped"
+
+
+# -- retention does not trust folder names or the clock that recorded them ----------------------------------
+
+
+def _session(root: Path, start: datetime, nbytes: int, serial: int | None = None, name: str | None = None) -> Path:
+    """A finished session folder holding ``nbytes`` whose manifest says it started at ``start``."""
+    d = fake_session(root, name or session_name(start), nbytes)
+    (d / MANIFEST_FILE).write_text(json.dumps({"started_utc": start.isoformat().replace("+00:00", "Z"),
+                                               "serial": serial}))
+    return d
+
+
+def test_a_session_named_in_the_future_goes_first_and_is_logged(tmp_path, caplog):
+    now = datetime.now(timezone.utc)
+    older = fake_session(tmp_path, session_name(now - timedelta(days=2)), 4_000_000)
+    newer = fake_session(tmp_path, session_name(now - timedelta(days=1)), 4_000_000)
+    bogus = fake_session(tmp_path, "20991231T235959.000Z", 4_000_000)  # hand-made, or a clock far ahead
+    with caplog.at_level(logging.INFO, logger="edge.recording"):
+        # 12 MB over a 10 MB quota: one must go, and it is not a real older session
+        assert apply_retention(tmp_path, max_bytes=10e6, max_age_s=30 * 86400) == [bogus]
+        assert older.is_dir() and newer.is_dir()
+        # under the quota it stays (nothing says how old it is but its files), and says why once
+        fake_session(tmp_path, "20991231T235959.000Z", 1000)
+        warned: set[str] = set()
+        for _ in range(2):
+            assert apply_retention(tmp_path, max_bytes=10e6, max_age_s=30 * 86400, warned=warned) == []
+    msgs = [r.getMessage() for r in caplog.records]
+    [gone] = [m for m in msgs if m.startswith("retention: deleted session")]
+    assert gone.startswith(f"retention: deleted session {bogus.name} (over record.max_gb = 0.01: recordings held "
+                           "0.012 GB"), gone
+    assert "2099-12-31T23:59Z lies in the future" in gone and "4.0 MB" in gone
+    assert sum("lies in the future" in m and "goes first" in m for m in msgs) == 1, msgs
+
+
+def test_a_clock_behind_at_recording_does_not_delete_sessions_early(tmp_path, caplog):
+    # A box without RTC booted with its clock in 1970, recorded, then NTP set it right. The session's own
+    # start (and name) say it is 56 years old; it was written after yesterday's session (its serial).
+    now = datetime.now(timezone.utc)
+    yesterday = _session(tmp_path, now - timedelta(days=1), 1000, serial=1)
+    early = _session(tmp_path, datetime(1970, 1, 1, 0, 5, tzinfo=timezone.utc), 1000, serial=2)
+    expired = _session(tmp_path, now - timedelta(days=40), 1000)  # older format, no serial: its own start
+    with caplog.at_level(logging.INFO, logger="edge.recording"):
+        assert apply_retention(tmp_path, max_bytes=10e6, max_age_s=30 * 86400) == [expired]
+    assert yesterday.is_dir() and early.is_dir()
+    assert "older than record.max_days = 30: recorded" in caplog.text and "40.0 days ago" in caplog.text
+    # over the quota, the write order decides: yesterday's goes before the one recorded after it
+    assert apply_retention(tmp_path, max_bytes=1500, max_age_s=30 * 86400) == [yesterday]
+
+
+def test_session_times_follow_the_write_order_and_refuse_the_future():
+    now = datetime(2025, 3, 20, 12, 0, tzinfo=timezone.utc)
+    day = timedelta(days=1)
+    future = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    times = {
+        "a": SessionTime(now - 5 * day, now - 5 * day, 1),
+        "b": SessionTime(now - 400 * day, now - 400 * day, 2),  # the clock was behind: raised to a's start
+        "c": SessionTime(future, future, 3),  # the clock was ahead: aged from d, written after it
+        "d": SessionTime(now - 2 * day, now - 2 * day, 4),
+        "e": SessionTime(future, future, 5),  # ahead, and nothing written after it: age unknown
+        "f": SessionTime(future, now - 9 * day, None),  # a hand-made name on older files: aged by them
+        "g": SessionTime(now - 1 * day, now - 3 * day, None),  # a start later than its files: renamed
+    }
+    got = session_times(times, now)
+    assert [got[k][:2] for k in "abcdefg"] == [
+        (now - 5 * day, False), (now - 5 * day, False), (now - 2 * day, True), (now - 2 * day, False),
+        (None, True), (now - 9 * day, True), (now - 3 * day, False)]
+    assert "clock was behind" in got["b"][2] and "next session written" in got["c"][2]
+    assert "lies in the future" in got["e"][2] and "later than its files" in got["g"][2]
+
+
+def test_sessions_record_their_write_order(tmp_path, runner):
+    cfg = with_overrides(Config(), source={"spec": "phantom", "pace": False}, loop={"max_frames": 3},
+                         record={"mode": "always", "dir": str(tmp_path)})
+    for _ in range(2):
+        run_loop(cfg, runner, [Recorder(cfg.record)])
+    assert [m["serial"] for m, _, _ in sessions(tmp_path)] == [1, 2]
