@@ -12,7 +12,8 @@ cannot fix) and with scripts:
        calibrate on
     3  model file or model spec missing, corrupt or inconsistent
     4  source cannot be opened (an unplugged capture card is not an error: it is retried)
-    5  sink cannot be opened or written
+    5  sink cannot work (no GUI OpenCV or no display for a window, an unsupported framebuffer
+       format, an mp4 that cannot be encoded); a framebuffer not there yet is retried, not an error
     6  review --fail-on-disagree: the other model disagreed on some frame
     7  a recording session cannot be read (review)
     8  status: the loop is not running (no health file, stopped, or not updated)
