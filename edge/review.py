@@ -150,7 +150,8 @@ def read_inside(root: str | Path, rel: object, limit: int) -> bytes:
 # -- what a session's files must hold --------------------------------------------------------------
 
 _KINDS: dict[str, tuple[str, Any]] = {
-    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    # 64-bit, as written: a larger one would overflow the float arithmetic on capture times
+    "int": ("a 64-bit integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63),
     "num": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
     "str": ("text", lambda v: isinstance(v, str)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),

@@ -94,18 +94,22 @@ def test_damaged_lines_are_skipped_with_one_warning_and_counted(copy, tmp_path, 
     rec = json.loads(lines[5])
     rec["i"], rec["p_nerve"] = "five", "high"  # an object with fields of the wrong type
     lines[5] = json.dumps(rec)
+    rec = json.loads(lines[7])
+    rec["t_capture_ns"] = 10**30  # would overflow the playback rate's arithmetic
+    lines[7] = json.dumps(rec)
     _write_lines(copy, lines)
     out = tmp_path / "out"
     assert main(["review", str(copy), "--export", str(out)]) == EXIT_OK
     err = capsys.readouterr().err
-    assert "3 damaged lines of frames.jsonl skipped" in err and "line 3 (not JSON)" in err, err
-    assert "line 5 (a JSON list, not an object)" in err and "line 6 ('i' must be an integer" in err
+    assert "4 damaged lines of frames.jsonl skipped" in err and "line 3 (not JSON)" in err, err
+    assert "line 5 (a JSON list, not an object)" in err and "line 6 ('i' must be a 64-bit integer" in err
+    assert "line 8 ('t_capture_ns' must be a 64-bit integer" in err
     assert "Traceback" not in err and "invalid config" not in err
     s = load_session(copy)
-    assert [n for n, _ in s.bad_lines] == [3, 5, 6] and len(s.frames) == FRAMES - 3
-    assert count_video_frames(out / "clip.mp4") == FRAMES - 3
+    assert [n for n, _ in s.bad_lines] == [3, 5, 6, 8] and len(s.frames) == FRAMES - 4
+    assert count_video_frames(out / "clip.mp4") == FRAMES - 4
     rows = list(csv.DictReader((out / "detections.csv").open()))
-    assert [int(r["i"]) for r in rows] == [0, 1, 3, 6, 7]
+    assert [int(r["i"]) for r in rows] == [0, 1, 3, 6]
 
 
 def test_a_line_too_long_or_empty_is_damaged_too(copy):
