@@ -197,7 +197,7 @@ def test_a_png_that_declares_gigapixels_is_not_decoded(copy):
 @pytest.mark.parametrize("change, named", [
     ({"model": "mini-unet"}, "'model' must be an object"),
     ({"fps": "fast"}, "'fps' must be a finite number"),
-    ({"frames": [8]}, "'frames' must be an integer"),
+    ({"frames": [8]}, "'frames' must be a 64-bit integer"),
     ({"config": {"overlay": 3}}, "'config.overlay' must be an object"),
     ({"model": {"thresholds": {"mask": "half"}}}, "'model.thresholds.mask' must be a finite number"),
     ({"flips": [1]}, "'flips' must be [horizontal, vertical]"),
