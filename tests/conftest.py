@@ -9,6 +9,9 @@ CI always has it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,13 @@ def lung_clips(data_dir: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def kaggle_fullres(data_dir: Path) -> Path:
     return data_dir / "kaggle-bp" / "fullres" / "images"
+
+
+@pytest.fixture()
+def open_dir() -> Iterator[Path]:
+    """A folder everyone may search (pytest's own tmp folders are private to root): for tests that run a
+    command as another user (`tests.unprivileged`)."""
+    d = Path(tempfile.mkdtemp(prefix="nerveseg-perm-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

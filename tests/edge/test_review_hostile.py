@@ -13,7 +13,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -32,19 +31,11 @@ from edge.runner import ModelRunner
 from edge.sinks.null import NullSink
 from edge.sources import open_source
 from tests.media import count_video_frames
+from tests.unprivileged import need_root, run_as_nobody
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 8
 KAGGLE_ROI = {"x": 0, "y": 0, "w": 580, "h": 420}  # the Kaggle frames are the ultrasound image alone
-
-# 'nobody' may not read the interpreter's libraries where they live: import what review needs first.
-_AS_NOBODY = (
-    "import os, sys\n"
-    "from edge.cli import main\n"
-    "import edge.review, edge.recording.session, edge.runner, edge.analyze, edge.plan\n"
-    "os.setgid(65534); os.setuid(65534)\n"
-)
-
 
 def _record(root: Path, frames_dir: Path, n: int, roi: dict) -> Path:
     cfg = with_overrides(Config(), roi=roi, source={"spec": f"images:{frames_dir}", "pace": False},
@@ -228,32 +219,15 @@ def test_an_export_folder_that_cannot_be_made_is_a_usage_fault(session_dir, tmp_
     assert "--export: cannot write into" in err and "Traceback" not in err, err
 
 
-@pytest.fixture()
-def open_dir():
-    """A folder everyone may search (pytest's own tmp folders are private to root)."""
-    d = Path(tempfile.mkdtemp(prefix="nerveseg-review-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _as_nobody(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    code = _AS_NOBODY + f"sys.exit(main({['review', *args]!r}))"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home)})
-
-
 def test_unreadable_session_and_unwritable_export_as_the_service_user(session_dir, open_dir):
-    # CI runs as root, for whom permissions do not apply: drop to 'nobody' in a child to make the faults real
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to another user")
+    need_root()  # CI runs as root, for whom permissions do not apply: 'nobody' in a child makes the faults real
     private = open_dir / "private"
     shutil.copytree(session_dir, private)  # 0700 like every session: not nobody's
-    r = _as_nobody([str(private), "--export", str(open_dir / "out")], open_dir)
+    r = run_as_nobody(["review", str(private), "--export", str(open_dir / "out")], open_dir)
     assert r.returncode == EXIT_SESSION, r.stderr[-1000:]
     assert "Permission denied" in r.stderr and "Traceback" not in r.stderr
     private.chmod(0o755)  # the folder readable, its manifest (0600) not
-    r = _as_nobody([str(private), "--export", str(open_dir / "out")], open_dir)
+    r = run_as_nobody(["review", str(private), "--export", str(open_dir / "out")], open_dir)
     assert r.returncode == EXIT_SESSION and "manifest.json" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
     shared = open_dir / "shared"
@@ -262,7 +236,7 @@ def test_unreadable_session_and_unwritable_export_as_the_service_user(session_di
         p.chmod(0o755 if p.is_dir() else 0o644)  # a session handed over, readable by all
     locked = open_dir / "locked"
     locked.mkdir(mode=0o755)  # root's: nobody may not write in it
-    r = _as_nobody([str(shared), "--export", str(locked / "out")], open_dir)
+    r = run_as_nobody(["review", str(shared), "--export", str(locked / "out")], open_dir)
     assert r.returncode == EXIT_CONFIG, r.stderr[-1000:]
     assert "--export: cannot write into" in r.stderr and "Permission denied" in r.stderr
     assert "Traceback" not in r.stderr

@@ -14,6 +14,7 @@ import pytest
 from edge.cli import EXIT_CONFIG, EXIT_MODEL, EXIT_SOURCE, main
 from edge.models import default_model_path
 from edge.yamlio import MAX_DEPTH, YamlTooComplex, load_yaml, quote
+from tests.unprivileged import need_root, run_as_nobody
 
 REPO = Path(__file__).resolve().parents[2]
 DEEP = "fps: " + "[" * 1000 + "]" * 1000 + "\n"
@@ -21,18 +22,6 @@ DEEP = "fps: " + "[" * 1000 + "]" * 1000 + "\n"
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
 ) + "source: *i\n"
-
-
-# The interpreter and its libraries may live where 'nobody' cannot read: import what a run needs first.
-_AS_NOBODY = (
-    "import os, sys, argparse, json, logging\n"
-    "from edge.cli import main\n"
-    "import edge.app, edge.plan, edge.observers, edge.pipeline, edge.sources, edge.sinks, edge.notify\n"
-    "import edge.sources.images, edge.sources.phantom, edge.sinks.null\n"
-    "from edge.runner import load_interpreter_class\n"
-    "load_interpreter_class('auto')\n"
-    "os.setgid(65534); os.setuid(65534)\n"
-)
 
 
 def test_depth_and_expansion_are_bounded():
@@ -87,44 +76,27 @@ def test_unreadable_model_is_a_model_fault(tmp_path, capsys):
     assert "cannot be read" in capsys.readouterr().err
 
 
-@pytest.fixture()
-def open_dir():
-    """A folder everyone may search (pytest's own tmp folders are private to root)."""
-    import tempfile
-
-    d = Path(tempfile.mkdtemp(prefix="nerveseg-perm-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_unreadable_model_as_the_service_user_is_a_model_fault(open_dir):
     # CI runs as root, for whom permissions do not apply: drop to 'nobody' in a child to make the fault real
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to another user")
+    need_root()
     tmp_path = open_dir
     model = tmp_path / "m.tflite"
     shutil.copy(default_model_path(), model)
     shutil.copy(default_model_path().with_suffix(".yaml"), model.with_suffix(".yaml"))
     model.chmod(0o600)
     model.with_suffix(".yaml").chmod(0o644)
-    code = _AS_NOBODY + f"sys.exit(main(['run', '--model', {str(model)!r}, '--frames', '1']))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    r = run_as_nobody(["run", "--model", str(model), "--frames", "1"], tmp_path)
     assert r.returncode == EXIT_MODEL, r.stderr[-1000:]
     assert "cannot be read" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_unreadable_images_folder_is_a_source_fault(open_dir):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to another user")
+    need_root()
     tmp_path = open_dir
     folder = tmp_path / "frames"
     folder.mkdir()
     (folder / "a.png").write_bytes(b"")
     folder.chmod(0o711)  # searchable, not listable
-    code = _AS_NOBODY + f"sys.exit(main(['run', '--source', 'images:{folder}', '--frames', '1']))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    r = run_as_nobody(["run", "--source", f"images:{folder}", "--frames", "1"], tmp_path)
     assert r.returncode == EXIT_SOURCE, r.stderr[-1000:]
     assert "cannot be read" in r.stderr and "Traceback" not in r.stderr
