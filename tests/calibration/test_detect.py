@@ -11,6 +11,8 @@ import pytest
 from calibration.detect import (
     CalibrationError,
     FrameStats,
+    _fit_edges,
+    _join_still_bands,
     cover_with_rects,
     detect_roi,
     detection_for_roi,
@@ -293,3 +295,55 @@ def test_cover_with_rects_never_fills_an_outline():
     assert covered[mask > 0].all()
     assert covered.mean() < 0.25  # the inside stays free
     assert not covered[150, 200]
+
+
+def _picture_maps(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """(std, mean) of a 400x300 screen: a textured, changing image at x=100 y=60 w=200 h=180 on black UI."""
+    rng = np.random.default_rng(seed)
+    std = np.zeros((300, 400), np.float32)
+    mean = np.zeros((300, 400), np.float32)
+    std[60:240, 100:300] = rng.uniform(2.0, 6.0, (180, 200))
+    mean[60:240, 100:300] = rng.uniform(60, 200, (180, 200))
+    return std, mean
+
+
+def test_fit_edges_takes_in_a_still_saturated_band_and_leaves_out_ringing_ui_and_a_scale():
+    """With a still probe the skin line at the top stands still (clipped white); MJPG ringing makes the black
+    border right of the image flicker, and a scale line close by with it: the box still fits the picture."""
+    std, mean = _picture_maps()
+    std[60:76, 100:300], mean[60:76, 100:300] = 0.0, 255.0  # the still, saturated skin band
+    std[60:240, 300:303], mean[60:240, 300:303] = 1.6, 2.0  # ringing of the dark border beside the image
+    std[60:240, 306], mean[60:240, 306] = 1.2, 170.0  # a depth scale's line, ringing too
+    region = std > 1.0
+    region[60:240:9, 303:306] = True  # closing joined bits of the scale to the region
+    n, labels, cc, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8))
+    start = Roi(*(int(v) for v in cc[1 + int(np.argmax(cc[1:, cv2.CC_STAT_AREA])), :4]))
+    assert start == Roi(100, 60, 207, 180) or start.y > 60  # the band is not part of the changing region
+    roi, bands = _fit_edges(Roi(100, 76, 207, 164), region, std, mean, 1.0)
+    assert roi == Roi(100, 60, 200, 180)
+    assert bands[60:76, 100:300].all() and not bands[76:, :].any()
+
+
+def test_fit_edges_leaves_a_fans_apex_and_the_dark_noisy_image_edges_alone():
+    std, mean = _picture_maps()
+    mean[60:240, 100:130] = 8.0  # dark, smooth tissue at the left edge: it flickers with noise, the border does not
+    std[60:240, 100:130] = 4.0
+    fan = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(fan, (200, 60), (100, 180), 0, 50, 130, 255, -1)  # a sector from an apex at the top
+    std_fan, mean_fan = np.where(fan > 0, std, 0), np.where(fan > 0, mean, 0)
+    for s, m, region in ((std, mean, std > 1.0), (std_fan, mean_fan, std_fan > 1.0)):
+        ys, xs = np.nonzero(region)
+        start = Roi(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        assert _fit_edges(start, region, s, m, 1.0)[0] == start
+
+
+def test_join_still_bands_joins_across_bright_tissue_not_across_a_dark_gap():
+    mean = np.zeros((300, 400), np.float32)
+    closed = np.zeros((300, 400), np.uint8)
+    closed[40:100, 100:300] = 255  # the image above a still band ...
+    closed[120:260, 100:300] = 255  # ... and below it
+    for band, joined in ((240.0, True), (3.0, False)):  # saturated fascia; the black gap of a dual display
+        mean[100:120, 100:300] = band
+        n, labels, cc, _ = cv2.connectedComponentsWithStats(closed)
+        best = 1 + int(np.argmax(cc[1:, cv2.CC_STAT_AREA]))
+        assert (len(_join_still_bands(cc, best, mean, 300)) == 2) == joined
