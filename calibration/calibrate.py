@@ -14,6 +14,10 @@ What it writes, beside the profile ``OUT.yaml``:
   what recordings hide, and none of its content (it may leave the device too).
 
 Nothing is written unless the whole calibration succeeds; the profile is written last.
+A probe held still while calibrating is not an error but is warned about (the log,
+`CalibrationResult.still_probe`, the profile's detection info where its schema lists
+warnings, and ``nerveseg calibrate``'s output): bright tissue then stands as still as
+burned-in text, and the blanking rests on the marks' shape and colour alone.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class CalibrationResult:
     frames_written: int
     preview_path: Path
     detection: Detection | None  # None when the ROI was given (--roi)
+    # The still-probe warning (`Detection.still_probe`): the probe stood still while calibrating, so marks inside
+    # the image were told from tissue by shape and colour only. None when it moved.
+    still_probe: str | None = None
 
 
 def outputs_for(out: Path) -> tuple[Path, Path]:
@@ -240,7 +247,17 @@ def calibrate(
             threshold=round(det.threshold, 2),
             activity=round(det.activity, 2),
             structure=round(det.structure, 3),
+            **_warnings_field(det.still_probe),
         ),
     )
     save_profile(profile, out)
-    return CalibrationResult(profile, out, frames_dir, n_written, preview, det if method == "auto" else None)
+    return CalibrationResult(profile, out, frames_dir, n_written, preview, det if method == "auto" else None,
+                             det.still_probe)
+
+
+def _warnings_field(still_probe: str | None) -> dict:
+    """The still-probe warning for the profile's detection info, where its schema (`edge.profile`) has a
+    ``warnings`` list: the reader of the file should see that the blanking rests on a still probe."""
+    if still_probe is None or "warnings" not in DetectionInfo.model_fields:
+        return {}
+    return {"warnings": [still_probe]}

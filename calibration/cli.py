@@ -72,6 +72,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"  frames dir  : {res.frames_dir} ({res.frames_written} ROI crops, at most {MAX_KEPT}; "
           f"nerveseg convert --calibration {res.frames_dir})")
     print(f"  preview     : {res.preview_path}")
+    if res.still_probe:
+        print(f"  WARNING     : {res.still_probe}")
     print(f"OK: {res.profile_path} (use it with the config key  profile: {res.profile_path.resolve()})")
     return 0
 
