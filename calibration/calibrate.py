@@ -41,6 +41,7 @@ from calibration.detect import (
 )
 from edge.config import RoiConfig, SourceConfig
 from edge.errors import SourceError, SourceExhausted
+from edge.fileio import replace_atomic
 from edge.preprocess import to_gray
 from edge.profile import DetectionInfo, ProfileSource, SiteProfile, apply_blank, blank_in_roi, save_profile
 from edge.sources import open_source
@@ -132,11 +133,30 @@ def grab(source_cfg: SourceConfig, n: int, timeout_s: float = NO_FRAME_TIMEOUT_S
     return Grab(stats, kept, bgr, description)
 
 
+def make_private_folder(folder: Path) -> None:
+    """``folder`` (and parents) exists and only its owner may enter it: the frames are video-out content."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+
+
+def write_private_png(path: Path, image: np.ndarray) -> None:
+    """Write ``image`` as PNG, mode 0600 whatever the umask (it shows what the machine showed), atomically.
+
+    Raises `CalibrationError` naming the file when it cannot be encoded or written."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise CalibrationError(f"cannot encode {path}")
+    try:
+        replace_atomic(path, buf.tobytes(), 0o600)
+    except OSError as e:
+        raise CalibrationError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def write_frames(
     kept: list[np.ndarray], roi: Roi, blanks: list[Roi], flips: tuple[bool, bool], folder: Path
 ) -> int:
     """Write ROI crops of ``kept`` into ``folder`` as ``frame_NNNN.png`` (see the module doc). Returns the count."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_folder(folder)
     inner = blank_in_roi(blanks, roi)
     prev: np.ndarray | None = None
     written = 0
@@ -148,9 +168,7 @@ def write_frames(
         if prev is not None and float(cv2.absdiff(crop, prev).mean()) < REPEAT_LEVEL:
             continue
         written += 1
-        path = folder / f"frame_{written:04d}.png"
-        if not cv2.imwrite(str(path), crop):
-            raise CalibrationError(f"cannot write {path}")
+        write_private_png(folder / f"frame_{written:04d}.png", crop)
         prev = crop
     return written
 
@@ -230,8 +248,7 @@ def calibrate(
 
     _clear_old_frames(frames_dir)
     n_written = write_frames(g.kept, det.roi, blanks, flips, frames_dir)
-    if not cv2.imwrite(str(preview), render_preview(g.last_bgr, det.roi, blanks)):
-        raise CalibrationError(f"cannot write {preview}")
+    write_private_png(preview, render_preview(g.last_bgr, det.roi, blanks))
     profile = SiteProfile(
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0),
         source=ProfileSource(width=w, height=h, description=g.description),
@@ -247,17 +264,9 @@ def calibrate(
             threshold=round(det.threshold, 2),
             activity=round(det.activity, 2),
             structure=round(det.structure, 3),
-            **_warnings_field(det.still_probe),
+            warnings=[det.still_probe] if det.still_probe else [],
         ),
     )
     save_profile(profile, out)
     return CalibrationResult(profile, out, frames_dir, n_written, preview, det if method == "auto" else None,
                              det.still_probe)
-
-
-def _warnings_field(still_probe: str | None) -> dict:
-    """The still-probe warning for the profile's detection info, where its schema (`edge.profile`) has a
-    ``warnings`` list: the reader of the file should see that the blanking rests on a still probe."""
-    if still_probe is None or "warnings" not in DetectionInfo.model_fields:
-        return {}
-    return {"warnings": [still_probe]}

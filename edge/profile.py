@@ -67,6 +67,9 @@ class DetectionInfo(_Model):
     threshold: float | None = Field(None, ge=0, description="temporal std (gray levels) counted as changing")
     activity: float | None = Field(None, ge=0, description="median temporal std inside the image")
     structure: float | None = Field(None, description="neighbour-pixel correlation inside the image")
+    warnings: list[str] = Field(
+        default_factory=list, description="what the calibration doubted, e.g. a probe held still (recalibrate)"
+    )
 
 
 def _outside(r: RoiConfig, src: ProfileSource) -> bool:

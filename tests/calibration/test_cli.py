@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 import cv2
@@ -244,3 +246,20 @@ def test_bad_profile_in_config_exits_2_naming_the_key(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"profile": str(prof), "roi": {"x": 0, "y": 0, "w": 10, "h": 10}}))
     assert main(["check-config", str(cfg)]) == EXIT_CONFIG
     assert "roi and profile are both set" in capsys.readouterr().err
+
+
+def test_calibration_frames_and_preview_are_private_whatever_the_umask(screen_video, tmp_path):
+    # they hold video-out content (the machine's screen, the patient's image): like recordings, owner only
+    video, _ = screen_video
+    out = tmp_path / "site.yaml"
+    old = os.umask(0)
+    try:
+        assert main(["calibrate", "--source", str(video), "--frames", "8", "--out", str(out)]) == EXIT_OK
+    finally:
+        os.umask(old)
+    frames = out.with_name("site-frames")
+    assert stat.S_IMODE(frames.stat().st_mode) == 0o700
+    pngs = list(frames.glob("frame_*.png"))
+    assert pngs and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in pngs)
+    assert stat.S_IMODE(out.with_name("site-preview.png").stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # the profile itself is geometry only, read by the service

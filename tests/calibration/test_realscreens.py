@@ -125,9 +125,8 @@ def test_calibrate_result_and_profile_carry_the_warning(measured, data_dir, tmp_
         assert cv2.imwrite(str(folder / f"{i:03d}.png"), f)
     res = calibrate(SourceConfig(spec=f"images:{folder}"), tmp_path / "site.yaml", frames=30)
     assert res.still_probe is not None and "stood still" in res.still_probe
-    info = res.profile.detection.model_dump()
-    if "warnings" in info:  # the profile schema (edge.profile) may list them for its reader
-        assert info["warnings"] == [res.still_probe]
+    assert res.profile.detection.warnings == [res.still_probe]
+    assert load_profile(tmp_path / "site.yaml").detection.warnings == [res.still_probe]  # the file's reader sees it
 
 
 def test_calibrate_on_a_moving_probe_prints_no_warning(measured, tmp_path, capsys):
