@@ -29,14 +29,18 @@ def _flip_index(flips: tuple[bool, bool]) -> tuple[slice, slice]:
 
 
 def network_input(image: np.ndarray, roi: Roi | None, spec: PreprocessSpec, flips: tuple[bool, bool] = (False, False),
-                  out: np.ndarray | None = None, lap: Lap | None = None) -> np.ndarray:
+                  out: np.ndarray | None = None, lap: Lap | None = None,
+                  flipped_out: np.ndarray | None = None) -> np.ndarray:
     """The float32 (H, W) array the network is given for ``image``: `edge.preprocess.preprocess`, then
-    mirrored as ``flips`` (horizontal, vertical) say. Returns ``out`` when given and no flip applies,
-    else a new array (an owned copy when mirrored)."""
+    mirrored as ``flips`` (horizontal, vertical) say. ``out`` / ``flipped_out``: buffers to reuse for the
+    preprocessed and the mirrored array (None: new arrays); the one returned is the last step's."""
     x = preprocess(image, roi, spec, out=out, lap=lap)
-    if any(flips):
+    if not any(flips):
+        return x
+    if flipped_out is None:
         return np.ascontiguousarray(x[_flip_index(flips)])
-    return x
+    np.copyto(flipped_out, x[_flip_index(flips)])
+    return flipped_out
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,8 @@ class Analyzer:
 
     def model_input(self, image: np.ndarray, lap: Lap | None = None) -> np.ndarray:
         """The network input for ``image`` (float32 (H, W), a buffer this Analyzer reuses)."""
-        x = preprocess(image, self.roi, self.runner.spec.preprocess, out=self._input, lap=lap)
-        if self._flip is not None:
-            np.copyto(self._flipped, x[self._flip])
-            return self._flipped
-        return x
+        return network_input(image, self.roi, self.runner.spec.preprocess, self.flips, out=self._input, lap=lap,
+                             flipped_out=self._flipped)
 
     def infer(self, x: np.ndarray) -> Result:
         """Run the network on a model input; the mask comes back in the machine's orientation."""

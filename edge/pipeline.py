@@ -312,11 +312,6 @@ class Pipeline:
         self._last_shape: tuple[int, int] | None = None
         self._roi_warned_shape: tuple[int, int] | None = None
 
-    @property
-    def tracker(self):
-        """The presence tracker of this stream (`edge.presence.PresenceTracker`)."""
-        return self.analyzer.tracker
-
     # -- per-frame work -------------------------------------------------------------------------
 
     def _roi_fits(self, image: np.ndarray) -> bool:
