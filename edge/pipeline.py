@@ -145,6 +145,7 @@ class FrameEvent:
         frame was not analysed (``state == "not_analysed"``).
     state: "live" | "stale" | "not_analysed".
     stages_ms: this frame's time per stage (names from `STAGES`), ms.
+    total_ms: the processing thread's time for this frame, start to sink, ms (capture runs beside it).
     latency_ms: capture to sink, ms.
     """
 
@@ -156,6 +157,7 @@ class FrameEvent:
     decision: Decision | None
     state: str
     stages_ms: dict[str, float] = field(default_factory=dict)
+    total_ms: float = 0.0
     latency_ms: float = 0.0
 
 
@@ -390,7 +392,7 @@ class Pipeline:
             stages = {s: v for s in STAGES if (v := timer.last_ms(s)) is not None}
             self._notify_frame(FrameEvent(
                 seq=seq, frame=frame, roi_raw=raw, model_input=x, result=result, decision=decision,
-                state=status.state, stages_ms=stages, latency_ms=latency_ns / 1e6,
+                state=status.state, stages_ms=stages, total_ms=timer.last_ms("total"), latency_ms=latency_ns / 1e6,
             ))
         return decision
 

@@ -14,8 +14,9 @@
    again. Per stage: p50/p95/p99/mean ms; sustained fps, dropped frames, CPU use (process CPU time / wall
    time; 100 % = one core busy), peak RSS.
 
-``total`` is the processing thread's time per frame: the sum of that frame's processing stages (ROI+gray
-through sink, laps of one clock, so they add up to it). ``capture`` runs on the capture thread, in
+``total`` is the processing thread's time per frame as the loop's own timer measures it, start to sink
+(`FrameEvent.total_ms`); the processing stages (ROI+gray through sink) are laps of the same clock, so they
+add up to it. ``capture`` runs on the capture thread, in
 parallel; each frame carries the most recent read's time, so in overload runs (more reads than processed
 frames) it is a sample of the reads.
 """
@@ -34,12 +35,12 @@ from edge.bench.models import BenchModel
 from edge.bench.results import RunResult
 from edge.config import Config
 from edge.errors import SourceError
-from edge.pipeline import STAGES, FrameEvent, Pipeline, PipelineObserver
+from edge.pipeline import STAGES, FrameEvent, Pipeline, PipelineObserver, StageTimer
 from edge.plan import resolve_run
 from edge.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import FrameSource
-from edge.types import Roi, StageStats
+from edge.types import Roi
 
 DEADLINE_GRACE_S = 15.0  # a run still going this long after its planned end (no frames?) is stopped
 
@@ -58,28 +59,6 @@ def _peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
     v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return v / (1024 * 1024) if sys.platform == "darwin" else v / 1024
-
-
-class _Ring:
-    """The last ``capacity`` values of one series (ms), preallocated; percentiles only when asked."""
-
-    def __init__(self, capacity: int):
-        self.buf = np.zeros(capacity, np.float64)
-        self.n = 0
-
-    def add(self, v: float) -> None:
-        self.buf[self.n % self.buf.size] = v
-        self.n += 1
-
-    def values(self) -> np.ndarray:
-        return self.buf[: min(self.n, self.buf.size)]
-
-    def stats(self) -> StageStats | None:
-        v = self.values()
-        if v.size == 0:
-            return None
-        p50, p95, p99 = np.percentile(v, [50, 95, 99])
-        return StageStats(p50=float(p50), p95=float(p95), p99=float(p99), mean=float(v.mean()))
 
 
 @dataclass(frozen=True)
@@ -105,8 +84,8 @@ class BenchObserver(PipelineObserver):
         self.warmup_ns = int(warmup_s * 1e9)
         self.seconds_ns = int(seconds * 1e9)
         self.stop = stop
-        self.stages = {name: _Ring(capacity) for name in (*STAGES, "total")}
-        self.latency = _Ring(capacity)
+        #: the window's per-stage, total and latency times: the loop's own kind of ring buffers
+        self.timer = StageTimer(capacity)
         self.t_s = np.zeros(capacity, np.float64)
         self.lat_ms = np.zeros(capacity, np.float32)
         self.n = 0
@@ -142,13 +121,11 @@ class BenchObserver(PipelineObserver):
             return
         if self.end is not None:
             return
-        total = 0.0
+        record = self.timer.record_one
         for name, ms in event.stages_ms.items():
-            self.stages[name].add(ms)
-            if name != "capture":
-                total += ms
-        self.stages["total"].add(total)
-        self.latency.add(event.latency_ms)
+            record(name, int(ms * 1e6))
+        record("total", int(event.total_ms * 1e6))
+        record("latency", int(event.latency_ms * 1e6))
         i = self.n
         if i < self.t_s.size:
             self.t_s[i] = (now - self.begin.t_ns) / 1e9
@@ -259,10 +236,11 @@ def to_result(
 ) -> RunResult | None:
     """The run as `RunResult`, or None when the window holds no frame (stopped before it began)."""
     b, e = obs.begin, obs.end
-    if b is None or e is None or e.frames <= b.frames or obs.latency.n == 0:
+    latency = obs.timer.values_ms("latency")
+    if b is None or e is None or e.frames <= b.frames or latency.size == 0:
         return None
     wall = (e.t_ns - b.t_ns) / 1e9
-    stages = {s: st for s in (*STAGES, "total") if (st := obs.stages[s].stats()) is not None}
+    stages = {s: st for s in (*STAGES, "total") if (st := obs.timer.stats(s)) is not None}
     shape = obs.frame_shape
     return RunResult(
         model=model,
@@ -285,8 +263,8 @@ def to_result(
         peak_rss_scope="run" if obs.rss_reset else "process",
         complete=wall >= 0.95 * seconds,
         stages=stages,
-        latency=obs.latency.stats(),
-        latency_max_ms=float(obs.latency.values().max()),
+        latency=obs.timer.stats("latency"),
+        latency_max_ms=float(latency.max()),
         t_s=obs.t_s[: obs.n].copy(),
         latency_series_ms=obs.lat_ms[: obs.n].copy(),
         source_fps=source_fps,
