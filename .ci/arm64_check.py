@@ -118,13 +118,10 @@ def _presence_step(runner) -> float:
     return 1.0 / 256
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
-
-
 def compare(x86_npz: Path, arm_npz: Path) -> int:
     """Print the per-model worst cases; exit 1 when a tolerance is broken (naming frame and value)."""
+    from edge.review.compare import dice
+
     x, a = np.load(x86_npz), np.load(arm_npz)
     faults: list[str] = []
     worst_dice, worst_dp, frames = 1.0, 0.0, 0
@@ -135,7 +132,7 @@ def compare(x86_npz: Path, arm_npz: Path) -> int:
             max_dp, min_dice = INT8_STEPS * float(x["int8_p_step"]) + 1e-9, INT8_MIN_DICE
         else:
             max_dp, min_dice = FLOAT_MAX_DP, FLOAT_MIN_DICE
-        dices = [(_dice(mx[i], ma[i]) if max(mx[i].sum(), ma[i].sum()) >= MIN_MASK_PIXELS else None)
+        dices = [(dice(mx[i], ma[i]) if max(mx[i].sum(), ma[i].sum()) >= MIN_MASK_PIXELS else None)
                  for i in range(len(mx))]
         scored = [d for d in dices if d is not None]
         k_worst = min(scored) if scored else 1.0

@@ -32,11 +32,9 @@ logger = logging.getLogger(__name__)
 
 MAX_PROBLEMS = 20  # faults listed in one error; the rest are counted
 
-__all__ = ["Config", "ConfigError", "SourceConfig", "SinkConfig", "SOURCE_KINDS", "SINK_KINDS", "load_config",
-           "parse_config", "with_overrides", "format_validation_error", "record_problems", "split_spec"]
+__all__ = ["Config", "ConfigError", "SourceConfig", "SinkConfig", "load_config", "parse_config", "with_overrides",
+           "format_validation_error", "record_problems", "split_spec"]
 
-SOURCE_KINDS = SOURCES.kinds
-SINK_KINDS = SINKS.kinds
 #: sections whose ``kind`` (or ``spec``) picks one model out of a registry
 KIND_SECTIONS: dict[str, Registry] = {"source": SOURCES, "sink": SINKS}
 

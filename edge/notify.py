@@ -55,6 +55,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from edge.pipeline import FrameEvent, PipelineObserver
+from edge.sources.settings import DEFAULT_RETRY_MAX_S
 
 if TYPE_CHECKING:
     from edge.pipeline import Pipeline
@@ -71,8 +72,9 @@ STATUS_INTERVAL_S = 2.0
 #: loop still counts as "visibly retrying". Covers OpenCV's V4L2 select timeout (1 s here, 10 s if an operator
 #: raised it) plus the backoff between two attempts.
 OUTAGE_PROGRESS_MARGIN_S = 15.0
-#: Stands in for ``source.retry_max_s`` when the source's config has none (files, folders, the phantom).
-FALLBACK_RETRY_MAX_S = 5.0
+#: Stands in for ``source.retry_max_s`` when the source's config has none (files, folders, the phantom): the
+#: live sources' default.
+FALLBACK_RETRY_MAX_S = DEFAULT_RETRY_MAX_S
 #: systemd's manager reads a notify datagram into PIPE_BUF (4096) bytes and ignores a longer one entirely;
 #: one byte less keeps clear of the boundary whichever way a systemd version counts it.
 MAX_DATAGRAM_BYTES = 4095
@@ -259,9 +261,9 @@ class SystemdNotifier(PipelineObserver):
         self._next_ping = now + self.ping_interval_s
 
     def _status(self, pipeline: Pipeline, now: float, *extra: str) -> None:
-        snap = pipeline.snapshot()
-        state = snap.state
+        state = pipeline.state
         if extra or state != self._last_state or now >= self._next_status:
+            snap = pipeline.snapshot()  # only when a line is due: on_idle calls this every ~0.1 s
             dt = now - self._status_t
             fps = (snap.frames - self._status_frames) / dt if self._status_t and dt > 0 else 0.0
             self._status_t, self._status_frames = now, snap.frames

@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: the appliance's config file (installed by systemd/install.sh when absent)
-APPLIANCE_CONFIG = "/etc/nerveseg/config.yaml"
 #: the service's state folder (its home and working directory)
 DATA_ROOT = "/var/lib/nerveseg"
 #: recordings for review, one folder per session below it (``record.dir``)

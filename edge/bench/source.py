@@ -50,7 +50,7 @@ class MjpegSource(SourceBase):
     A UVC dongle at 1080p sends MJPG (its raw YUYV mode manages ~5 fps), and OpenCV's V4L2 backend then
     decodes each frame on the CPU: that decode is part of what the box pays per frame, so here it is the
     capture stage's time. The first `MJPEG_RING` frames of ``inner`` are encoded once, up front (the
-    encode is the dongle's work, not the box's), then decoded in turn. ``decode_ms`` keeps the last decode.
+    encode is the dongle's work, not the box's), then decoded in turn.
     """
 
     def __init__(self, inner: FrameSource, quality: int = MJPEG_QUALITY, ring: int = MJPEG_RING) -> None:

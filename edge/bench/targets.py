@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.bench.inputs import parse_input
 from edge.config import format_validation_error
 from edge.errors import ConfigError
+from edge.yamlio import load_yaml
 
 if TYPE_CHECKING:
     from edge.bench.models import BenchModel
@@ -48,7 +49,7 @@ def load_targets(path: str | Path = TARGETS_FILE) -> Targets:
     """Read and validate a targets file. Raises `ConfigError` naming the file, the key and what is allowed."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(str(p), [f"cannot read the benchmark targets: {e}"]) from None
     if not isinstance(data, dict):

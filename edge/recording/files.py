@@ -43,6 +43,8 @@ from edge.recording.storage import make_reserve
 
 logger = logging.getLogger(__name__)
 
+VIDEO_FILES = {"annotated": ANNOTATED_FILE, "full": FULL_FILE}  # video key -> its file in the session
+
 
 class SessionFiles:
     """The open files of one recording session and what they hold so far.
@@ -153,8 +155,7 @@ class SessionFiles:
         image = pad_even(image)
         h, w = image.shape[:2]
         if key not in self._videos:
-            self._videos[key] = (self._open_video(self.path / (FULL_FILE if full else ANNOTATED_FILE), (w, h)),
-                                 (w, h))
+            self._videos[key] = (self._open_video(self.path / VIDEO_FILES[key], (w, h)), (w, h))
         writer, size = self._videos[key]
         if writer is None:
             return
@@ -178,7 +179,7 @@ class SessionFiles:
         for key, (writer, _) in self._videos.items():
             if writer is not None:
                 with contextlib.suppress(OSError):
-                    n += os.stat(self.path / (FULL_FILE if key == "full" else ANNOTATED_FILE)).st_size
+                    n += os.stat(self.path / VIDEO_FILES[key]).st_size
         self.video_bytes = n
 
     def close(self, reason: str, stopped_ns: int) -> None:
@@ -196,7 +197,7 @@ class SessionFiles:
             if writer is None:
                 continue
             writer.release()
-            fname = FULL_FILE if key == "full" else ANNOTATED_FILE
+            fname = VIDEO_FILES[key]
             n = mp4_frame_count(self.path / fname)
             finalised[key] = n is not None
             counts[key] = n or 0

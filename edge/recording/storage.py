@@ -372,9 +372,9 @@ class Storage:
         st = self._statvfs(self.root)
         return st.f_bavail * st.f_frsize
 
-    def check_min_free(self) -> None:
-        """Raise ENOSPC when less than ``record.min_free_mb`` is free."""
-        if self.free_bytes() < self.min_free_bytes:
+    def check_min_free(self, free: float | None = None) -> None:
+        """Raise ENOSPC when less than ``record.min_free_mb`` is free (``free``: bytes already measured)."""
+        if (self.free_bytes() if free is None else free) < self.min_free_bytes:
             raise BelowMinFree(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
 
     def check_room(self, nbytes: int, videos: int) -> None:
@@ -386,8 +386,7 @@ class Storage:
         """
         need = nbytes + VIDEO_HEADROOM_BYTES * videos
         free = self.free_bytes()
-        if free < self.min_free_bytes:
-            raise BelowMinFree(errno.ENOSPC, f"less than record.min_free_mb = {self.cfg.min_free_mb:g} MB free")
+        self.check_min_free(free)
         if free < need:
             raise OSError(errno.ENOSPC, f"No space left on device for the next frame: {free / 1e3:.0f} kB free, "
                                         f"{need / 1e3:.0f} kB needed with the videos' buffers")

@@ -51,10 +51,12 @@ class _Renderer:
         self.model_name = str(model.get("name", ""))
         self.fps = session.fps
 
-    def frame(self, rec: dict[str, Any]) -> np.ndarray:
+    def frame(self, rec: dict[str, Any], mask: np.ndarray | None = None) -> np.ndarray:
+        """The frame drawn as the box showed it; ``mask``: its mask when the caller has decoded it already."""
         s = self.session
+        mask = s.mask(rec) if mask is None else mask
         return render_annotated(
-            self.overlay, s.raw(rec), rec.get("decision") == "nerve", float(rec.get("p_nerve") or 0.0), s.mask(rec),
+            self.overlay, s.raw(rec), rec.get("decision") == "nerve", float(rec.get("p_nerve") or 0.0), mask,
             rec.get("state", "live"), self.fps, float(rec.get("latency_ms", 0.0)), self.untrained, self.model_name,
             message=f"REVIEW #{rec['i']} {rec.get('t_capture', '')}",
         )
@@ -217,8 +219,8 @@ def _export_into(session: Session, out: Path, sheet_frames: int) -> ExportResult
     try:
         for k, rec in enumerate(session.frames):
             try:
-                img = renderer.frame(rec)
                 m = session.mask(rec)
+                img = renderer.frame(rec, m)
             except ValueError as e:  # a missing or damaged PNG: the row stays, the clip skips it
                 skipped.append(int(rec["i"]))
                 reasons.append(str(e))

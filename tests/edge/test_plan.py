@@ -93,7 +93,7 @@ def test_rules_come_from_the_config_where_set_else_the_spec():
         settle_rules(with_overrides(Config(), presence={"enter": 0.01}).presence, t)
 
 
-def test_the_profile_supplies_roi_flips_and_blanking_and_is_loaded_once(tmp_path):
+def test_the_profile_supplies_roi_flips_and_blanking_and_the_plan_needs_its_file_no_more(tmp_path):
     profile = make_profile()
     path = save_profile(profile, tmp_path / "site.yaml")
     plan = resolve_run(Config.model_validate({"profile": str(path)}))

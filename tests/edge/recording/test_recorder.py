@@ -121,6 +121,7 @@ def test_real_kaggle_frames_bit_exact(tmp_path, kaggle_fullres, runner):
     from edge.sources.images import list_images
 
     files = list_images(kaggle_fullres)[:12]
+    assert len(lines) == len(spy.frames) == 12  # every frame recorded: the loop below compares them all
     for k, line in enumerate(lines):
         raw = load_raw(sdir / line["raw"])
         np.testing.assert_array_equal(raw, cv2.imread(str(files[k]), cv2.IMREAD_COLOR))
