@@ -178,6 +178,8 @@ def _model_section(spec: ModelSpec, size: int) -> list[str]:
 
 def _io_section(spec: ModelSpec) -> list[str]:
     pp, th, names = spec.preprocess, spec.thresholds, spec.outputs
+    averaged = ("it " if th.presence_smoothing >= 1 else
+                f"its running average over frames (weight {th.presence_smoothing:g} on the newest) ")
     filt = (
         "none"
         if pp.filter == "none"
@@ -203,8 +205,8 @@ def _io_section(spec: ModelSpec) -> list[str]:
         f"- `{names.mask}`: per-pixel P(nerve), float `(1, {pp.height}, {pp.width}, 1)` in [0, 1]; a pixel is "
         f"nerve above {th.mask:g}.",
         f"- `{names.presence}`: P(a nerve is in view), float `(1, 1)` in [0, 1]. The bedside shows a nerve when "
-        f"it rises above {th.presence_enter:g} on {th.min_frames_on} consecutive frames and stops when it falls "
-        f"below {th.presence_exit:g} on {th.min_frames_off} (hysteresis); the outline shown is a running average "
+        f"{averaged}rises above {th.presence_enter:g} on {th.min_frames_on} consecutive frames and stops when it "
+        f"falls below {th.presence_exit:g} on {th.min_frames_off} (hysteresis); the outline shown is a running average "
         f"of the masks (weight {th.mask_smoothing:g} on the newest). A runtime config's `presence` section "
         "overrides each of these.",
     ]
@@ -364,3 +366,40 @@ def write_model_card(tflite_path: str | Path, extra: dict[str, Any] | None = Non
     out.write_text(text, encoding="utf-8")
     logger.info("wrote model card %s", out)
     return out
+
+
+def refresh_model_card(tflite_path: str | Path) -> Path | None:
+    """Re-render, in the existing card beside ``tflite_path``, the sections drawn from the spec alone (input,
+    outputs and thresholds, provenance), keeping every other section as it was: the measured numbers a
+    publish run added come from outside the spec and cannot be redrawn from it. Used when only the spec
+    changed (e.g. temporal rules tuned on video). Returns the card's path, or None when there is none.
+    Raises `edge.errors.ModelError` like `write_model_card`."""
+    tflite_path = Path(tflite_path)
+    out = card_path_for(tflite_path)
+    if not out.is_file():
+        return None
+    spec = load_spec(tflite_path)
+    fresh = _split_sections(_io_section(spec) + [""] + _provenance_section(spec, spec.tflite_sha256))
+    head, *pieces = out.read_text(encoding="utf-8").split("\n## ")
+    titles = [piece.split("\n", 1)[0] for piece in pieces]
+    missing = set(fresh) - set(titles)
+    if missing:
+        raise ValueError(f"{out} has no section {', '.join(sorted(missing))}: write it again with write_model_card")
+    pieces = [fresh.get(t, piece) for t, piece in zip(titles, pieces, strict=True)]
+    out.write_text("\n## ".join([head, *pieces]), encoding="utf-8")
+    logger.info("refreshed the spec's sections of model card %s", out)
+    return out
+
+
+def _split_sections(lines: list[str]) -> dict[str, str]:
+    """``{heading: text}`` of rendered card lines, in the card file's own layout (the text after ``## `` up to
+    the next section's, its blank line included)."""
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in lines:
+        if line.startswith("## "):
+            cur = line[3:]
+            out[cur] = [cur]
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v).rstrip("\n") + "\n" for k, v in out.items()}

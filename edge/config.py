@@ -72,6 +72,10 @@ class PresenceConfig(_Section):
                                       "outline appears (null: the model spec's)")
     min_frames_off: int | None = Field(None, ge=1, le=300, description="consecutive 'no nerve' votes before it "
                                        "disappears (null: the model spec's)")
+    smoothing: float | None = Field(
+        None, gt=0, le=1, description="weight of the newest frame's P(nerve) in the running average that enter and "
+        "exit are compared with (1 = each frame's own P; null: the model spec's)"
+    )
     mask_threshold: float | None = Field(None, gt=0, lt=1, description="pixel probability drawn as nerve")
     mask_smoothing: float | None = Field(
         None, gt=0, le=1, description="weight of the newest mask in the running average (1 = no smoothing; null: "

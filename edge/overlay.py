@@ -134,7 +134,7 @@ class Overlay:
             verdict, vcolor = NOT_ANALYSED_TEXT, AMBER
         elif decision.nerve:
             # On a stale frame the verdict is old: grey, so the overlay colour means "current".
-            verdict, vcolor = f"NERVE {decision.p_nerve:.2f}", self._color if live else GRAY
+            verdict, vcolor = f"NERVE {decision.p_shown:.2f}", self._color if live else GRAY
         else:
             verdict, vcolor = NO_NERVE_TEXT, WHITE if live else GRAY
         parts = [(verdict, vcolor)]

@@ -44,6 +44,7 @@ class PresenceRules:
     enter / exit: P(nerve) thresholds of the hysteresis, 0 < exit <= enter < 1.
     min_frames_on / min_frames_off: consecutive votes before the outline appears / disappears.
     alpha: weight of the newest mask in the running average (1 = no smoothing).
+    p_alpha: weight of the newest P(nerve) in the running average the thresholds compare (1 = none).
     mask_threshold: pixel probability drawn as nerve.
     origin: for each rule, "config" or "spec" (where its value came from; named in errors and logs).
     """
@@ -54,18 +55,20 @@ class PresenceRules:
     min_frames_off: int
     alpha: float
     mask_threshold: float
+    p_alpha: float = 1.0
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, float | int]:
-        """The rules by name (enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold)."""
+        """The rules by name (enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold, p_alpha)."""
         return {k: getattr(self, k) for k in ("enter", "exit", "min_frames_on", "min_frames_off", "alpha",
-                                              "mask_threshold")}
+                                              "mask_threshold", "p_alpha")}
 
     def tracker(self) -> PresenceTracker:
         """A fresh tracker applying these rules (one per video stream)."""
         from edge.presence import PresenceTracker
 
-        return PresenceTracker(self.enter, self.exit, self.min_frames_on, self.min_frames_off, self.alpha)
+        return PresenceTracker(self.enter, self.exit, self.min_frames_on, self.min_frames_off, self.alpha,
+                               self.p_alpha)
 
 
 # config key under `presence` -> (field of ThresholdsSpec, field of PresenceRules)
@@ -76,6 +79,7 @@ _RULE_KEYS = (
     ("min_frames_off", "min_frames_off", "min_frames_off"),
     ("mask_smoothing", "mask_smoothing", "alpha"),
     ("mask_threshold", "mask", "mask_threshold"),
+    ("smoothing", "presence_smoothing", "p_alpha"),
 )
 
 

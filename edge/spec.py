@@ -76,6 +76,8 @@ class ThresholdsSpec(_Strict):
     min_frames_on: int = Field(3, ge=1, le=300, description="consecutive 'nerve' votes before the outline appears")
     min_frames_off: int = Field(5, ge=1, le=300, description="consecutive 'no nerve' votes before it disappears")
     mask_smoothing: float = Field(0.5, gt=0, le=1, description="weight of the newest mask in the running average")
+    presence_smoothing: float = Field(1.0, gt=0, le=1, description="weight of the newest frame's P(nerve) in the "
+                                      "running average the enter/exit thresholds compare (1 = no averaging)")
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdsSpec:

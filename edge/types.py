@@ -63,6 +63,13 @@ class Decision:
     nerve: bool
     p_nerve: float
     mask: np.ndarray | None  # stabilised probability map at model size; None when no nerve is shown
+    # the P(nerve) the thresholds compared: the running average of p_nerve (None: p_nerve itself)
+    p_vote: float | None = None
+
+    @property
+    def p_shown(self) -> float:
+        """The P(nerve) that decided this frame's state (what the screen should quote)."""
+        return self.p_nerve if self.p_vote is None else self.p_vote
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class Trace:
     p: list[float] = field(default_factory=list)
     shown: list[bool] = field(default_factory=list)
     masks: list[np.ndarray | None] = field(default_factory=list)  # bool outline at model size, None if not shown
+    p_vote: list[float] = field(default_factory=list)  # the averaged P the thresholds compared
 
 
 def play(video: BoxVideo, plan, stop: threading.Event | None = None, runner=None) -> Trace:
@@ -77,6 +78,7 @@ def play(video: BoxVideo, plan, stop: threading.Event | None = None, runner=None
             d = event.decision
             thr = pipeline.overlay.mask_threshold
             trace.p.append(float(d.p_nerve))
+            trace.p_vote.append(float(d.p_shown))
             trace.shown.append(bool(d.nerve))
             trace.masks.append(None if d.mask is None else d.mask >= thr)
 
@@ -219,7 +221,7 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
     fps = chosen[0].fps
     r = plan.rules
     rules = {"presence_enter": r.enter, "presence_exit": r.exit, "min_frames_on": r.min_frames_on,
-             "min_frames_off": r.min_frames_off, "mask_smoothing": r.alpha}
+             "min_frames_off": r.min_frames_off, "mask_smoothing": r.alpha, "presence_smoothing": r.p_alpha}
     rep = {"layout": "live", "clock": "simulated: every frame analysed in order, time = frame / fps",
            "model": {"path": str(cfg.model.path or "shipped"), "name": spec.name},
            "data": str(folder), "rules": rules, "pooled": pool(rows, fps),
@@ -300,7 +302,12 @@ def plot_timeline(trace: Trace, video: BoxVideo, rules: dict[str, Any], folder: 
     t = np.arange(n) / trace.fps
     truth = np.array([bool(video.boxes_at(i)) for i in range(n)])
     fig, ax = plt.subplots(figsize=(9, 3), dpi=110)
-    ax.plot(t, trace.p, color="tab:blue", lw=1.2, label="P(nerve)")
+    averaged = rules.get("presence_smoothing", 1.0) < 1.0 and len(trace.p_vote) == n
+    ax.plot(t, trace.p, color="tab:blue", lw=0.8 if averaged else 1.2, alpha=0.5 if averaged else 1.0,
+            label="P(nerve), each frame")
+    if averaged:
+        ax.plot(t, trace.p_vote, color="navy", lw=1.4,
+                label=f"P averaged (weight {rules['presence_smoothing']:g}): what enter/exit compare")
     ax.axhline(rules["presence_enter"], color="tab:green", ls="--", lw=0.8, label="enter")
     ax.axhline(rules["presence_exit"], color="tab:orange", ls="--", lw=0.8, label="exit")
     ax.fill_between(t, 1.02, 1.08, where=truth, color="black", step="mid", label="truth: nerve")
@@ -331,6 +338,7 @@ def format_live(rep: dict[str, Any]) -> str:
         f"{rep['clock']})",
         f"  rules            : enter {rep['rules']['presence_enter']:g}, exit {rep['rules']['presence_exit']:g}, "
         f"on {rep['rules']['min_frames_on']}, off {rep['rules']['min_frames_off']}, "
+        f"P averaging {rep['rules'].get('presence_smoothing', 1.0):g}, "
         f"mask smoothing {rep['rules']['mask_smoothing']:g}",
         f"  screen right     : {f(p['state_accuracy'])} of frames",
         f"  flips per minute : {f(p['flips_per_min'], 2)} (truth's own {f(p['truth_flips_per_min'], 2)})",

@@ -1,20 +1,29 @@
 """Tune the bedside's temporal rules on video, cross-validated by patient, for a stated clinical cost.
 
     python -m train.tune_live --cv runs/mini-unet-v2 --data ../shared/data/regional-us \
-        [--false-outline-cost 2] [--json runs/mini-unet-v2/live_tuning.json] [--write-spec MODEL.keras]
+        [--cache runs/mini-unet-v2/oof_live.npz] [--false-outline-cost 2] [--flip-cost 5] [--tune-enter] \
+        [--json runs/mini-unet-v2/live_tuning.json] [--write-spec MODEL.keras]
 
 Inputs are out of fold: each video's frames are analysed by the fold model that never saw that patient
 (``fold-K/model.keras`` on ``provenance.data.folds.regional_us[K]``), through the bedside preprocessing.
-The rules are then replayed with the bedside's own `edge.presence.PresenceTracker` over those per-frame
-outputs, which is exactly what the live loop computes from them (see `train.live` for the loop itself).
+``--cache`` keeps those per-frame outputs in one ``.npz`` (written the first time, read after), so the
+tuning can be rerun without the models. The rules are replayed with the bedside's own
+`edge.presence.PresenceTracker` over the per-frame outputs, which is exactly what the live loop computes
+from them (see `train.live` for the loop itself); the grid search uses `shown_states`, the same rules
+vectorised over candidates, which a test holds equal to the tracker.
 
-Cost per frame: ``false_outline_cost`` for an outline on a frame without a nerve, 1 for a nerve frame
-without one: a false outline (the needle aimed at the wrong structure) costs more than a late or missing
-one (the anaesthetist looks for themself). The rules chosen minimise the pooled cost over the videos they
-are tuned on. Grid: exit (a gap below enter), frames on, frames off; presence enter stays the spec's
-frame-level operating point (chosen for every source at once) unless ``--tune-enter``. Mask smoothing
-does not change what is shown when, only the outline: it is chosen afterwards by outline stability
-(median Dice between consecutive shown outlines) among values that do not lower the outline-on-box rate.
+Cost, in frames of wrong screen: ``false_outline_cost`` for an outline on a frame without a nerve, 1 for a
+nerve frame without one, and ``flip_cost`` for every change of the screen (outline appears or goes). A false
+outline (the needle aimed at the wrong structure) costs more than a late or missing one (the anaesthetist
+looks for themself); an outline that blinks on and off draws the eye from the needle and teaches the user to
+ignore it, so each change costs like a quarter second of wrong screen (5 frames at 20 fps) on top of the
+frames it gets wrong. The truth's own changes cost the same for every candidate. The rules chosen minimise
+the pooled cost over the videos they are tuned on. Grid: presence averaging (the weight of the newest
+frame's P in the running average the thresholds compare), exit (a gap below enter), frames on, frames off;
+presence enter stays the spec's frame-level operating point (chosen for every source at once) unless
+``--tune-enter``. Mask smoothing does not change what is shown when, only the outline: it is chosen
+afterwards by outline stability (median Dice between consecutive shown outlines) among values that do not
+lower the outline-on-box rate.
 
 Reported: for each fold of patients, the rules chosen on the other folds and, on the held-out videos,
 before (the spec's rules) and after (the chosen ones): cost, screen right, flips per minute, time to
@@ -40,7 +49,9 @@ ENTER = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
 GAP = (0.05, 0.1, 0.2, 0.3)
 FRAMES_ON = (1, 2, 3, 5, 8)
 FRAMES_OFF = (1, 3, 5, 8, 12)
+P_SMOOTHING = (1.0, 0.5, 0.3, 0.2, 0.1)
 SMOOTHING = (0.3, 0.5, 0.7, 1.0)
+FLIP_COST = 5.0  # frames of wrong screen one change of the screen costs (see the module doc)
 
 
 @dataclass
@@ -95,7 +106,7 @@ def replay(p: np.ndarray, rules: dict[str, Any], masks: np.ndarray | None = None
     from edge.types import Result
 
     t = PresenceTracker(rules["enter"], rules["exit"], rules["min_frames_on"], rules["min_frames_off"],
-                        rules.get("alpha", 0.5))
+                        rules.get("alpha", 0.5), rules.get("p_alpha", 1.0))
     dummy = np.zeros((1, 1), np.float32)
     shown = np.zeros(len(p), bool)
     shown_masks = [] if masks is not None else None
@@ -107,28 +118,78 @@ def replay(p: np.ndarray, rules: dict[str, Any], masks: np.ndarray | None = None
     return shown, shown_masks
 
 
-def grid(enter: tuple[float, ...] = ENTER) -> list[dict[str, Any]]:
-    return [{"enter": e, "exit": round(max(e - g, 0.01), 4), "min_frames_on": on, "min_frames_off": off}
-            for e, g, on, off in itertools.product(enter, GAP, FRAMES_ON, FRAMES_OFF)]
+def grid(enter: tuple[float, ...] = ENTER, p_smoothing: tuple[float, ...] = P_SMOOTHING) -> list[dict[str, Any]]:
+    return [{"enter": e, "exit": round(max(e - g, 0.01), 4), "min_frames_on": on, "min_frames_off": off, "p_alpha": a}
+            for a, e, g, on, off in itertools.product(p_smoothing, enter, GAP, FRAMES_ON, FRAMES_OFF)]
 
 
-def costs(outputs: list[VideoOutputs], candidates: list[dict[str, Any]], false_outline_cost: float) -> np.ndarray:
-    """(candidates, videos, 2): false-outline frames and missed frames of each candidate on each video."""
-    c = np.zeros((len(candidates), len(outputs), 2))
+def averaged(p: np.ndarray, p_alpha: float) -> np.ndarray:
+    """The running average of P the tracker's thresholds compare, with the tracker's own arithmetic."""
+    out = np.empty(len(p), np.float64)
+    avg = None
+    for i, x in enumerate(p.tolist()):
+        avg = x if avg is None or p_alpha >= 1.0 else avg + p_alpha * (x - avg)
+        out[i] = avg
+    return out
+
+
+def shown_states(p: np.ndarray, candidates: list[dict[str, Any]]) -> np.ndarray:
+    """(frames, candidates) bool: what the screen shows under each candidate's rules, from a fresh tracker.
+
+    The rules of `edge.presence.PresenceTracker` (averaging, hysteresis, frames on/off), vectorised over the
+    candidates so that a grid of thousands replays in seconds."""
+    n, c = len(p), len(candidates)
+    out = np.zeros((n, c), bool)
+    if n == 0 or c == 0:
+        return out
+    col = {k: np.array([r[k] for r in candidates]) for k in ("enter", "exit", "min_frames_on", "min_frames_off")}
+    alphas = np.array([float(r.get("p_alpha", 1.0)) for r in candidates])
+    votes = np.empty((n, c))
+    for a in np.unique(alphas):
+        votes[:, alphas == a] = averaged(p, float(a))[:, None]
+    nerve = np.zeros(c, bool)
+    on_run = np.zeros(c, np.int64)
+    off_run = np.zeros(c, np.int64)
+    for i in range(n):
+        v = votes[i]
+        up = v >= col["enter"]
+        down = v < col["exit"]
+        on_run = np.where(up, on_run + 1, 0)
+        off_run = np.where(down, off_run + 1, 0)
+        nerve = np.where(nerve, off_run < col["min_frames_off"], on_run >= col["min_frames_on"])
+        out[i] = nerve
+    return out
+
+
+def costs(outputs: list[VideoOutputs], candidates: list[dict[str, Any]], false_outline_cost: float = 2.0
+          ) -> np.ndarray:
+    """(candidates, videos, 3): false-outline frames, missed frames and screen changes of each candidate on
+    each video. (``false_outline_cost`` is not used here: counts are weighted by `pick`.)"""
+    c = np.zeros((len(candidates), len(outputs), 3))
     for j, o in enumerate(outputs):
-        for i, rules in enumerate(candidates):
-            shown, _ = replay(o.p, rules)
-            c[i, j] = ((shown & ~o.truth).sum(), (~shown & o.truth).sum())
+        shown = shown_states(o.p, candidates)
+        truth = o.truth[:, None]
+        c[:, j, 0] = (shown & ~truth).sum(axis=0)
+        c[:, j, 1] = (~shown & truth).sum(axis=0)
+        c[:, j, 2] = np.count_nonzero(np.diff(shown.astype(np.int8), axis=0), axis=0)
     return c
 
 
-def pick(c: np.ndarray, idx: np.ndarray, false_outline_cost: float) -> int:
+def weighted(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cost: float = FLIP_COST) -> np.ndarray:
+    """The stated cost of each candidate, summed over the videos ``idx``."""
     total = false_outline_cost * c[:, idx, 0].sum(axis=1) + c[:, idx, 1].sum(axis=1)
-    return int(np.argmin(total))
+    if c.shape[2] > 2:
+        total = total + flip_cost * c[:, idx, 2].sum(axis=1)
+    return total
+
+
+def pick(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cost: float = FLIP_COST) -> int:
+    """The candidate of least stated cost on the videos ``idx`` (the first of equals: the grid's order)."""
+    return int(np.argmin(weighted(c, idx, false_outline_cost, flip_cost)))
 
 
 def live_scores(outputs: list[VideoOutputs], rules: dict[str, Any] | dict[int, dict[str, Any]],
-                model_hw: tuple[int, int], false_outline_cost: float) -> dict[str, Any]:
+                model_hw: tuple[int, int], false_outline_cost: float, flip_cost: float = FLIP_COST) -> dict[str, Any]:
     """`train.live` scores of the screen these rules give on these videos (outlines included), pooled, plus
     ``cost_per_frame``. ``rules``: one rule set, or fold -> rule set (each video played with its fold's)."""
     from train.live import Trace, pool, score_trace
@@ -139,11 +200,13 @@ def live_scores(outputs: list[VideoOutputs], rules: dict[str, Any] | dict[int, d
         r = rules[o.fold] if per_fold else rules
         shown, masks = replay(o.p, r, o.masks)
         trace = Trace(o.video.subject, o.video.fps, o.frame_hw, list(o.p), list(shown),
-                      [None if m is None else m >= r.get("mask_threshold", 0.5) for m in masks])
+                      [None if m is None else m >= r.get("mask_threshold", 0.5) for m in masks],
+                      p_vote=list(averaged(o.p, r.get("p_alpha", 1.0))))
         rows.append(score_trace(trace, o.video, model_hw))
     pooled = pool(rows, outputs[0].video.fps)
     pooled["cost_per_frame"] = (false_outline_cost * sum(r["false_outline_frames"] for r in rows)
-                                + sum(r["missed_frames"] for r in rows)) / sum(r["frames"] for r in rows)
+                                + sum(r["missed_frames"] for r in rows)
+                                + flip_cost * sum(r["flips"] for r in rows)) / sum(r["frames"] for r in rows)
     return pooled
 
 
@@ -151,78 +214,123 @@ def _brief(s: dict[str, Any]) -> dict[str, Any]:
     return {"cost_per_frame": round(s["cost_per_frame"], 4), "state_accuracy": round(s["state_accuracy"], 4),
             "flips_per_min": round(s["flips_per_min"], 2), "truth_flips_per_min": round(s["truth_flips_per_min"], 2),
             "time_to_show_median_s": s["time_to_show_s"]["median"], "time_to_show_p90_s": s["time_to_show_s"]["p90"],
-            "episodes_never_shown": s["time_to_show_s"]["never_shown"],
+            "episodes_never_shown": s["time_to_show_s"]["never_shown"], "episodes": s["time_to_show_s"]["n"]
+            + s["time_to_show_s"]["never_shown"],
             "time_to_clear_median_s": s["time_to_clear_s"]["median"], "outline_on_box": s["outline_on_box"],
             "jitter_centroid_px_median": s["jitter"]["centroid_px_median"],
             "consecutive_dice_median": s["jitter"]["consecutive_dice_median"]}
 
 
 def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[int, int],
-         false_outline_cost: float = 2.0, tune_enter: bool = False) -> dict[str, Any]:
+         false_outline_cost: float = 2.0, tune_enter: bool = False, flip_cost: float = FLIP_COST,
+         p_smoothing: tuple[float, ...] = P_SMOOTHING) -> dict[str, Any]:
     """Cross-validated choice of the rules (see the module doc). ``tune_enter`` False keeps the spec's
     ``presence_enter``: it is the frame-level operating point chosen for every training source at once,
-    and these videos are one source; the rest (exit, frames on/off, smoothing) is tuned here."""
-    cands = grid(ENTER if tune_enter else (float(before["enter"]),))
-    c = costs(outputs, cands, false_outline_cost)
+    and these videos are one source; the rest (averaging, exit, frames on/off, smoothing) is tuned here."""
+    cands = grid(ENTER if tune_enter else (float(before["enter"]),), p_smoothing)
+    c = costs(outputs, cands)
     folds = sorted({o.fold for o in outputs})
     per_fold = []
+    keep = {"alpha": before["alpha"], "mask_threshold": before["mask_threshold"]}
     for k in folds:
         train_idx = np.array([j for j, o in enumerate(outputs) if o.fold != k], dtype=int)
         if train_idx.size == 0:  # one fold only: nothing to tune on without its own videos
             logger.warning("fold %d is the only fold with videos: no out-of-fold choice for it", k)
             continue
         held = [o for o in outputs if o.fold == k]
-        chosen = cands[pick(c, train_idx, false_outline_cost)] | {"alpha": before["alpha"],
-                                                                  "mask_threshold": before["mask_threshold"]}
+        chosen = cands[pick(c, train_idx, false_outline_cost, flip_cost)] | keep
         per_fold.append({
             "fold": k, "held_out_videos": [o.video.subject for o in held], "chosen_on_other_folds": chosen,
-            "before": _brief(live_scores(held, before, model_hw, false_outline_cost)),
-            "after": _brief(live_scores(held, chosen, model_hw, false_outline_cost)),
+            "before": _brief(live_scores(held, before, model_hw, false_outline_cost, flip_cost)),
+            "after": _brief(live_scores(held, chosen, model_hw, false_outline_cost, flip_cost)),
         })
     all_idx = np.arange(len(outputs), dtype=int)
-    final = cands[pick(c, all_idx, false_outline_cost)] | {"mask_threshold": before["mask_threshold"]}
+    total = weighted(c, all_idx, false_outline_cost, flip_cost)
+    order = np.argsort(total, kind="stable")
+    final = cands[int(order[0])] | {"mask_threshold": before["mask_threshold"]}
     # mask smoothing: by outline stability, not lowering the outline-on-box rate
     smooth = []
     for a in SMOOTHING:
-        s = live_scores(outputs, final | {"alpha": a}, model_hw, false_outline_cost)
+        s = live_scores(outputs, final | {"alpha": a}, model_hw, false_outline_cost, flip_cost)
         smooth.append({"alpha": a, "consecutive_dice_median": s["jitter"]["consecutive_dice_median"],
                        "jitter_centroid_px_median": s["jitter"]["centroid_px_median"],
                        "outline_on_box": s["outline_on_box"], "time_to_show_median_s": s["time_to_show_s"]["median"]})
-    base = next(r for r in smooth if r["alpha"] == before["alpha"])
+    base = next((r for r in smooth if r["alpha"] == before["alpha"]), smooth[0])
     ok = [r for r in smooth if (r["outline_on_box"] or 0) >= (base["outline_on_box"] or 0) - 0.005]
     best = max(ok, key=lambda r: r["consecutive_dice_median"] or 0)
     final["alpha"] = best["alpha"]
     chosen_of = {f["fold"]: f["chosen_on_other_folds"] for f in per_fold}
-    pooled_before = {k: float(np.mean(v)) if (v := [f["before"][k] for f in per_fold if f["before"][k] is not None])
-                     else None for k in ("cost_per_frame", "state_accuracy", "flips_per_min")}
+    frames = sum(len(o.p) for o in outputs)
     return {
         "false_outline_cost": false_outline_cost,
+        "flip_cost": flip_cost,
         "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
-                 "frames_off": FRAMES_OFF, "smoothing": SMOOTHING},
+                 "frames_off": FRAMES_OFF, "p_smoothing": p_smoothing, "smoothing": SMOOTHING},
         "videos": len(outputs),
         "before_rules": before,
         "per_fold": per_fold,
         # every video played with the rules chosen without its fold (the spec's for a fold that had none)
         "out_of_fold_after_all": _brief(live_scores(
-            outputs, {o.fold: chosen_of.get(o.fold, before) for o in outputs}, model_hw, false_outline_cost)),
-        "out_of_fold_before_all": _brief(live_scores(outputs, before, model_hw, false_outline_cost)),
-        "mean_before_over_folds": pooled_before,
+            outputs, {o.fold: chosen_of.get(o.fold, before) for o in outputs}, model_hw, false_outline_cost,
+            flip_cost)),
+        "out_of_fold_before_all": _brief(live_scores(outputs, before, model_hw, false_outline_cost, flip_cost)),
+        # the ten best rule sets on all videos: how flat the optimum is (cost per frame, in-sample)
+        "best_on_all": [cands[int(i)] | {"cost_per_frame": round(float(total[i]) / frames, 4)} for i in order[:10]],
         "smoothing": smooth,
         "chosen": final,
     }
 
 
 def write_rules(model: Path, rules: dict[str, Any], note: dict[str, Any]) -> None:
-    """Put the chosen rules into the spec beside a trained ``model`` (keras or tflite sidecar)."""
+    """Put the chosen rules into the spec beside a trained ``model`` (keras or tflite sidecar); a converted
+    model's card then gets its thresholds and provenance sections redrawn (the rest of it is kept)."""
     from edge.spec import load_spec, save_spec
 
     spec = load_spec(model, verify_hash=False)
     th = spec.thresholds.model_copy(update={
         "presence_enter": rules["enter"], "presence_exit": rules["exit"], "min_frames_on": rules["min_frames_on"],
-        "min_frames_off": rules["min_frames_off"], "mask_smoothing": rules["alpha"]})
+        "min_frames_off": rules["min_frames_off"], "mask_smoothing": rules["alpha"],
+        "presence_smoothing": rules.get("p_alpha", 1.0)})
     th = type(th).model_validate(th.model_dump())
     prov = dict(spec.provenance) | {"live_tuning": note}
     save_spec(spec.model_copy(update={"thresholds": th, "provenance": prov}), model)
+    if Path(model).suffix == ".tflite":
+        from convert.card import refresh_model_card
+
+        refresh_model_card(model)
+
+
+def save_outputs(outputs: list[VideoOutputs], path: Path) -> None:
+    """Keep the out-of-fold per-frame outputs (P, masks, truth, fold) of every video in one ``.npz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, subjects=np.array([o.video.subject for o in outputs]), folds=np.array([o.fold for o in outputs]),
+             frame_hw=np.array([o.frame_hw for o in outputs]), lengths=np.array([len(o.p) for o in outputs]),
+             p=np.concatenate([o.p for o in outputs]), masks=np.concatenate([o.masks for o in outputs]),
+             truth=np.concatenate([o.truth for o in outputs]))
+    tmp.replace(path)
+
+
+def load_outputs(path: Path, folder: Path) -> list[VideoOutputs]:
+    """The outputs `save_outputs` kept, joined again to the videos of ``folder`` (their boxes score the outlines).
+    Raises ValueError when a kept video is not in ``folder`` or its truth no longer matches its boxes."""
+    from train.boxes import read_box_videos
+
+    videos = {v.subject: v for v in read_box_videos(folder)}
+    with np.load(path) as z:
+        ends = np.cumsum(z["lengths"])
+        out = []
+        for j, subject in enumerate(z["subjects"].tolist()):
+            v = videos.get(str(subject))
+            if v is None:
+                raise ValueError(f"{path}: video {subject} is not in {folder}")
+            sl = slice(int(ends[j] - z["lengths"][j]), int(ends[j]))
+            truth = z["truth"][sl].astype(bool)
+            if [bool(v.boxes_at(i)) for i in range(len(truth))] != truth.tolist():
+                raise ValueError(f"{path}: the kept truth of video {subject} differs from {folder}'s boxes")
+            out.append(VideoOutputs(v, int(z["folds"][j]), tuple(int(x) for x in z["frame_hw"][j]),
+                                    z["p"][sl].astype(np.float64), z["masks"][sl], truth))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.tune_live", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cv", required=True, help="the cross-validation run folder (fold-K/model.keras)")
     ap.add_argument("--data", default="../shared/data/regional-us", help="box-labelled video folder")
-    ap.add_argument("--false-outline-cost", type=float, default=2.0)
+    ap.add_argument("--cache", help="keep the out-of-fold outputs in this .npz (read it when it exists)")
+    ap.add_argument("--false-outline-cost", type=float, default=2.0, help="frames a false outline frame costs")
+    ap.add_argument("--flip-cost", type=float, default=FLIP_COST, help="frames one change of the screen costs")
     ap.add_argument("--tune-enter", action="store_true", help="also tune presence_enter (default: keep the spec's, "
                     "the frame-level operating point shared by every source)")
     ap.add_argument("--json", help="write the tuning report here")
@@ -246,16 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     ref = Path(args.before_from or args.write_spec or cv_dir / "fold-0" / "model.keras")
     spec = load_spec(ref, verify_hash=False)
     before = settle_rules(PresenceConfig(), spec.thresholds).as_dict()
-    outputs = oof_outputs(cv_dir, Path(args.data))
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.is_file():
+        outputs = load_outputs(cache, Path(args.data))
+        logger.info("out-of-fold outputs of %d videos read from %s", len(outputs), cache)
+    else:
+        outputs = oof_outputs(cv_dir, Path(args.data))
+        if cache is not None:
+            save_outputs(outputs, cache)
     rep = tune(outputs, before, (spec.preprocess.height, spec.preprocess.width), args.false_outline_cost,
-               args.tune_enter)
+               args.tune_enter, args.flip_cost)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=2, default=float))
     print(json.dumps({k: rep[k] for k in ("chosen", "out_of_fold_before_all", "out_of_fold_after_all")}, indent=2,
                      default=float))
     if args.write_spec:
         write_rules(Path(args.write_spec), rep["chosen"], {
-            "false_outline_cost": rep["false_outline_cost"], "videos": rep["videos"],
+            "false_outline_cost": rep["false_outline_cost"], "flip_cost": rep["flip_cost"], "videos": rep["videos"],
             "out_of_fold_before": rep["out_of_fold_before_all"], "out_of_fold_after": rep["out_of_fold_after_all"]})
         print(f"rules written to the spec of {args.write_spec}")
     return 0

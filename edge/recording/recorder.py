@@ -192,6 +192,7 @@ class Recorder(PipelineObserver):
             mask=r.mask if r is not None else None,
             shown_mask=d.mask if d is not None else None,
             p_nerve=r.p_nerve if r is not None else None,
+            p_vote=d.p_vote if d is not None else None,
             nerve=bool(d.nerve) if d is not None else False,
             state=event.state,
             stages_ms=event.stages_ms,

@@ -6,7 +6,7 @@ millisecond), mode 0700, every file 0600::
 
     manifest.json   config, calibration profile (path, sha256), model (hash, spec), software, start/stop,
                     serial (the write order in the recordings folder, whatever the clock said)
-    frames.jsonl    one line per recorded frame: seq, capture time, p_nerve, decision, stage ms, model id
+    frames.jsonl    one line per recorded frame: seq, capture time, p_nerve, p_vote, decision, stage ms, model id
     raw/000000.png  the ROI crop as captured (lossless; 1-channel when the three channels are equal)
     masks/000000.png the network's probability mask at model size, round(p * 255)
     annotated.mp4   the ROI with the overlay (outline, verdict, STALE), drawn by the live overlay code
@@ -290,11 +290,13 @@ def frame_line(
     has_mask: bool,
     input_crc32: int | None,
     pre_roll: bool,
+    p_vote: float | None = None,
 ) -> dict[str, Any]:
     """The frames.jsonl line of recorded frame ``i``.
 
     t_capture_ns: monotonic capture time; ``wall_offset_ns`` (wall minus monotonic clock)
     turns it into the UTC ``t_capture``. raw_channels: 1 when the raw PNG was stored gray.
+    p_vote: the running average of P(nerve) the presence thresholds compared (None: not analysed).
     """
     return {
         "i": i,
@@ -303,6 +305,7 @@ def frame_line(
         "t_capture_ns": t_capture_ns,
         "t_capture": utc_iso(t_capture_ns + wall_offset_ns),
         "p_nerve": None if p_nerve is None else round(p_nerve, 6),
+        "p_vote": None if p_vote is None else round(p_vote, 6),
         "decision": "nerve" if nerve else "no_nerve",
         "state": state,
         "latency_ms": round(latency_ms, 3),
@@ -410,7 +413,7 @@ def render_annotated(
     overlay: Overlay,
     image: np.ndarray,
     nerve: bool,
-    p_nerve: float,
+    p_shown: float,
     mask: np.ndarray | None,
     state: str,
     fps: float,
@@ -420,6 +423,8 @@ def render_annotated(
     message: str | None = None,
 ) -> np.ndarray:
     """Draw the verdict on a ROI-sized image with the live overlay's code; returns the BGR image.
+
+    ``p_shown``: the P(nerve) the screen quotes (the decision's `~edge.types.Decision.p_shown`).
 
     ``overlay`` must have been made with ``roi=None`` (the image *is* the ROI). The
     outline pixels equal the live display's inside the ROI (the contour mapping is
@@ -434,7 +439,7 @@ def render_annotated(
     st = state if state in ("live", "stale") else "not_analysed"
     status = OverlayStatus(state=st, fps=fps, latency_ms=latency_ms, untrained=untrained, model_name=model_name,
                            message=message)
-    return overlay.draw(image, Decision(nerve, p_nerve, mask if nerve else None), status)
+    return overlay.draw(image, Decision(nerve, p_shown, mask if nerve else None), status)
 
 
 def drawable(image: np.ndarray) -> np.ndarray:

@@ -62,6 +62,7 @@ class FrameItem:
     frame_size: tuple[int, int]  # (w, h) of the video-out frame
     drops: int = 0  # frames dropped (queue full) between the previous queued frame and this one
     retry: int = 0  # > 0: carries a manual retry after a full disk (its number)
+    p_vote: float | None = None  # the running average of P(nerve) the presence thresholds compared
 
     @property
     def analysed(self) -> bool:
@@ -307,6 +308,7 @@ class SessionWorker:
             latency_ms=item.latency_ms, stages_ms=item.stages_ms, model_id=model["id"], raw_channels=channels,
             has_mask=mask_png is not None,
             input_crc32=zlib.crc32(item.model_input) if item.model_input is not None else None, pre_roll=pre_roll,
+            p_vote=item.p_vote,
         )
         videos = 2 if item.full is not None else 1
         n = s.write_frame(line, png, mask_png, check_room=lambda nbytes: self.storage.check_room(nbytes, videos))
@@ -317,7 +319,8 @@ class SessionWorker:
         self.bytes_written += n
         # The video frame is drawn on the copy once its PNG is encoded.
         annotated = render_annotated(
-            self._overlay, raw, item.nerve, item.p_nerve or 0.0, item.shown_mask, item.state,
+            self._overlay, raw, item.nerve, (item.p_nerve if item.p_vote is None else item.p_vote) or 0.0,
+            item.shown_mask, item.state,
             self._fps_est or 0.0, item.latency_ms, model["untrained"], model["name"],
         )
         s.video_frame(annotated, full=False)

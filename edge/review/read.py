@@ -110,6 +110,7 @@ _KINDS: dict[str, tuple[str, Any]] = {
 _FRAME_FIELDS = {
     "i": ("int", False, True), "seq": ("int", False, True), "t_capture_ns": ("int", False, True),
     "raw": ("str", False, True), "mask": ("str", True, False), "p_nerve": ("num", True, False),
+    "p_vote": ("num", True, False),
     "decision": ("str", False, False), "state": ("str", False, False), "latency_ms": ("num", False, False),
     "t_capture": ("str", True, False), "source_seq": ("int", True, False), "pre_roll": ("bool", False, False),
     "model": ("str", True, False), "input_crc32": ("int", True, False), "raw_channels": ("int", False, False),

@@ -34,10 +34,16 @@ logger = logging.getLogger(__name__)
 SHEET_FRAMES = 24
 SHEET_COLUMNS = 6
 SHEET_TILE_W = 240
-DETECTION_COLUMNS = ("i", "seq", "source_seq", "t_capture", "p_nerve", "decision", "state", "latency_ms",
+DETECTION_COLUMNS = ("i", "seq", "source_seq", "t_capture", "p_nerve", "p_vote", "decision", "state", "latency_ms",
                      "mask_fraction", "pre_roll", "model", "clip_frame")
 
 # -- drawing ---------------------------------------------------------------------------------------
+
+
+def _p_shown(rec: dict[str, Any]) -> float:
+    """The P(nerve) the box quoted on this frame: the averaged one its thresholds compared, when recorded."""
+    p = rec.get("p_vote")
+    return float((rec.get("p_nerve") if p is None else p) or 0.0)
 
 
 class _Renderer:
@@ -56,7 +62,7 @@ class _Renderer:
         s = self.session
         mask = s.mask(rec) if mask is None else mask
         return render_annotated(
-            self.overlay, s.raw(rec), rec.get("decision") == "nerve", float(rec.get("p_nerve") or 0.0), mask,
+            self.overlay, s.raw(rec), rec.get("decision") == "nerve", _p_shown(rec), mask,
             rec.get("state", "live"), self.fps, float(rec.get("latency_ms", 0.0)), self.untrained, self.model_name,
             message=f"REVIEW #{rec['i']} {rec.get('t_capture', '')}",
         )
@@ -177,7 +183,7 @@ def contact_sheet(session: Session, thumbs: list[tuple[dict[str, Any], np.ndarra
         tile = sheet[y : y + th, x : x + tw]
         tile[:] = img
         is_nerve = rec.get("decision") == "nerve"
-        _label(tile, f"#{rec['i']} {'NERVE' if is_nerve else 'none'} {float(rec.get('p_nerve') or 0):.2f}",
+        _label(tile, f"#{rec['i']} {'NERVE' if is_nerve else 'none'} {_p_shown(rec):.2f}",
                (0, 220, 255) if is_nerve else (255, 255, 255))
     return sheet
 
@@ -243,7 +249,7 @@ def _export_into(session: Session, out: Path, sheet_frames: int) -> ExportResult
                                                    interpolation=cv2.INTER_AREA)))
             frac = f"{float((m >= renderer.overlay.mask_threshold).mean()):.5f}" if m is not None else ""
             table.writerow([rec["i"], rec["seq"], rec.get("source_seq"), rec.get("t_capture"), rec.get("p_nerve"),
-                            rec.get("decision"), rec.get("state"), rec.get("latency_ms"), frac,
+                            rec.get("p_vote"), rec.get("decision"), rec.get("state"), rec.get("latency_ms"), frac,
                             rec.get("pre_roll"), rec.get("model"), clip_frame])
         if writer is not None:
             writer.release()

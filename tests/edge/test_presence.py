@@ -77,7 +77,8 @@ def test_reset_forgets_state():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(enter=0.4, exit=0.6), dict(enter=0.6, exit=0.0), dict(min_frames_on=0), dict(alpha=0.0)]
+    "kw", [dict(enter=0.4, exit=0.6), dict(enter=0.6, exit=0.0), dict(min_frames_on=0), dict(alpha=0.0),
+           dict(p_alpha=0.0), dict(p_alpha=1.5)]
 )
 def test_invalid_parameters(kw):
     args = dict(enter=0.6, exit=0.4) | kw
@@ -92,16 +93,54 @@ def test_rules_come_from_the_spec_unless_the_config_sets_them():
     from edge.spec import ThresholdsSpec
 
     spec = ThresholdsSpec(mask=0.4, presence_enter=0.8, presence_exit=0.7, min_frames_on=2, min_frames_off=9,
-                          mask_smoothing=0.3)
+                          mask_smoothing=0.3, presence_smoothing=0.25)
     assert settle_rules(PresenceConfig(), spec).as_dict() == {
-        "enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9, "alpha": 0.3, "mask_threshold": 0.4}
-    cfg = PresenceConfig(enter=0.75, min_frames_off=4, mask_smoothing=1.0)
-    assert settle_rules(cfg, spec).as_dict() == {"enter": 0.75, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
-                                                 "alpha": 1.0, "mask_threshold": 0.4}
+        "enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9, "alpha": 0.3, "mask_threshold": 0.4,
+        "p_alpha": 0.25}
+    cfg = PresenceConfig(enter=0.75, min_frames_off=4, mask_smoothing=1.0, smoothing=0.5)
+    rules = settle_rules(cfg, spec)
+    assert rules.as_dict() == {"enter": 0.75, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
+                               "alpha": 1.0, "mask_threshold": 0.4, "p_alpha": 0.5}
+    assert rules.origin["p_alpha"] == "config" and rules.tracker().p_alpha == 0.5
     # an enter below the spec's exit is no hysteresis: refused, naming both and where each came from
     with pytest.raises(ConfigError, match=r"presence.exit = 0.7 \(the model spec\) is above presence.enter = 0.6 "
                        r"\(this config\)"):
         settle_rules(PresenceConfig(enter=0.6), spec)
     # a spec written before the temporal rules were part of it keeps the old defaults
     old = ThresholdsSpec.model_validate({"mask": 0.5, "presence_enter": 0.6, "presence_exit": 0.4})
-    assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing) == (3, 5, 0.5)
+    assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing, old.presence_smoothing) == (3, 5, 0.5, 1.0)
+
+
+def test_thresholds_compare_the_running_average_of_p():
+    # P wandering either side of enter: frame by frame the outline blinks; averaged it comes on once and stays
+    ps = [0.3] * 5 + [0.95, 0.80] * 20
+    raw = PresenceTracker(enter=0.85, exit=0.84, min_frames_on=1, min_frames_off=1)
+    blinking = _run(raw, ps)
+    assert sum(a != b for a, b in zip(blinking, blinking[1:], strict=False)) > 30
+    avg = PresenceTracker(enter=0.85, exit=0.84, min_frames_on=1, min_frames_off=1, p_alpha=0.2)
+    steady = _run(avg, ps)
+    assert steady[-20:] == [True] * 20 and sum(a != b for a, b in zip(steady, steady[1:], strict=False)) == 1
+
+
+def test_decision_carries_the_frame_p_and_the_averaged_p():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=1, p_alpha=0.5)
+    want = None
+    for p in (0.2, 1.0, 0.6, 0.0):
+        d = t.update(_r(p))
+        want = p if want is None else want + 0.5 * (p - want)
+        assert d.p_nerve == p and d.p_vote == pytest.approx(want) and d.p_shown == d.p_vote
+    assert [d.nerve for d in [t.update(_r(0.1))]] == [False]
+    # 0.2 -> 0.6 -> 0.6 -> 0.3: on at the second frame (0.6 >= enter), off at the fourth (0.3 < exit)
+    t2 = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=1, p_alpha=0.5)
+    assert _run(t2, [0.2, 1.0, 0.6, 0.0]) == [False, True, True, False]
+    # without averaging the decision quotes the frame's own P
+    d = PresenceTracker(enter=0.6, exit=0.4).update(_r(0.7))
+    assert d.p_vote == 0.7 and d.p_shown == 0.7
+
+
+def test_reset_forgets_the_average():
+    t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=1, min_frames_off=1, p_alpha=0.1)
+    assert t.update(_r(0.95)).nerve
+    t.reset()
+    d = t.update(_r(0.1))
+    assert d.p_vote == pytest.approx(0.1) and not d.nerve

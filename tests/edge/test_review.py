@@ -114,6 +114,7 @@ def test_export_clip_is_the_recorded_frames_with_the_overlay_where_nerve(session
 
     rows = list(csv.DictReader(ex.detections.open()))
     assert [float(r["p_nerve"]) for r in rows] == [x["p_nerve"] for x in lines]
+    assert [float(r["p_vote"]) for r in rows] == [x["p_vote"] for x in lines]
     assert [r["clip_frame"] for r in rows] == [str(k) for k in range(FRAMES)]
 
 

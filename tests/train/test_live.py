@@ -103,6 +103,13 @@ def test_simulated_clock_equals_a_paced_run(clip_folder):
     assert stats.dropped == 0 and sorted(paced) == list(range(24))  # the box kept up with 10 fps
     assert [paced[i] for i in range(24)] == sim.shown
     np.testing.assert_allclose(sim.p, first.p)  # the thresholds change the screen, not the network
+    # averaging P: the loop's averaged P is the running average of the network's, frame by frame
+    from train.tune_live import averaged
+
+    smooth = play(video, resolve_run(with_overrides(Config(), presence={"smoothing": 0.4})))
+    np.testing.assert_allclose(smooth.p, first.p)
+    np.testing.assert_allclose(smooth.p_vote, averaged(np.array(first.p), 0.4))
+    assert np.abs(np.array(smooth.p_vote) - np.array(smooth.p)).max() > 1e-3
 
 
 def test_cli_live_writes_json_and_timelines(clip_folder, tmp_path, capsys):

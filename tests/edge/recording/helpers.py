@@ -53,7 +53,8 @@ class Spy(PipelineObserver):
         d = {"seq": event.seq, "t": event.frame.t_capture_ns,
              "nerve": bool(event.decision and event.decision.nerve),
              "analysed": event.result is not None,
-             "p": event.result.p_nerve if event.result else None}
+             "p": event.result.p_nerve if event.result else None,
+             "p_vote": event.decision.p_vote if event.decision else None}
         if self.keep_images and event.roi_raw is not None:
             d["raw"] = event.roi_raw.copy()  # the recorder may blank its own copy later
             d["input"] = event.model_input.copy()

@@ -61,7 +61,8 @@ def test_always_records_every_frame_bit_exact_to_what_the_model_saw(tmp_path, lu
     clip = lung_clips[0]  # 234x234
     roi = {"x": 10, "y": 20, "w": 200, "h": 180}
     cfg = with_overrides(Config(), source={"spec": f"file:{clip}", "pace": False}, roi=roi,
-                         loop={"max_frames": 40}, record={"mode": "always", "dir": str(tmp_path / "rec")})
+                         loop={"max_frames": 40}, record={"mode": "always", "dir": str(tmp_path / "rec")},
+                         presence={"smoothing": 0.5})
     rec = Recorder(cfg.record)
     spy = Spy(keep_images=True)
     pipe, stats = run_loop(cfg, runner, [spy, rec])
@@ -85,10 +86,12 @@ def test_always_records_every_frame_bit_exact_to_what_the_model_saw(tmp_path, lu
         np.testing.assert_array_equal(raw, spy.frames[k]["raw"])
         np.testing.assert_array_equal(preprocess(raw, None, spec), spy.frames[k]["input"])
         assert line["p_nerve"] == pytest.approx(spy.frames[k]["p"], abs=1e-6)
+        assert line["p_vote"] == pytest.approx(spy.frames[k]["p_vote"], abs=1e-6)  # the averaged P that decided
         mask = load_mask(sdir / line["mask"])
         assert mask.shape == runner.input_hw
     cap.release()
 
+    assert any(abs(x["p_vote"] - x["p_nerve"]) > 1e-3 for x in lines)
     first = lines[0]
     assert first["model"] == manifest["model"]["id"] and first["decision"] in ("nerve", "no_nerve")
     assert {"roi_gray", "infer", "overlay", "sink"} <= set(first["stages_ms"])
