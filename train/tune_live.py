@@ -17,13 +17,14 @@ nerve frame without one, and ``flip_cost`` for every change of the screen (outli
 outline (the needle aimed at the wrong structure) costs more than a late or missing one (the anaesthetist
 looks for themself); an outline that blinks on and off draws the eye from the needle and teaches the user to
 ignore it, so each change costs like a quarter second of wrong screen (5 frames at 20 fps) on top of the
-frames it gets wrong. The truth's own changes cost the same for every candidate. The rules chosen minimise
-the pooled cost over the videos they are tuned on. Grid: presence averaging (the weight of the newest
-frame's P in the running average the thresholds compare), exit (a gap below enter), frames on, frames off;
-presence enter stays the spec's frame-level operating point (chosen for every source at once) unless
-``--tune-enter``. Mask smoothing does not change what is shown when, only the outline: it is chosen
-afterwards by outline stability (median Dice between consecutive shown outlines) among values that do not
-lower the outline-on-box rate.
+frames it gets wrong. The rules chosen minimise the pooled cost over the videos they are tuned on, among
+those that show the outline within half a second of the nerve entering the view (median over the truth's
+episodes there; ``--max-show-s``). Grid: presence averaging (the weight of the newest frame's P in the
+running average the thresholds compare), exit (a gap below enter), frames on, frames off; presence enter
+stays the spec's frame-level operating point (chosen for every source at once) unless ``--tune-enter``.
+Mask smoothing does not change what is shown when, only the outline: it is chosen afterwards by outline
+stability (median Dice between consecutive shown outlines) among values that do not lower the
+outline-on-box rate.
 
 Reported: for each fold of patients, the rules chosen on the other folds and, on the held-out videos,
 before (the spec's rules) and after (the chosen ones): cost, screen right, flips per minute, time to
@@ -52,6 +53,7 @@ FRAMES_OFF = (1, 3, 5, 8, 12)
 P_SMOOTHING = (1.0, 0.5, 0.3, 0.2, 0.1)
 SMOOTHING = (0.3, 0.5, 0.7, 1.0)
 FLIP_COST = 5.0  # frames of wrong screen one change of the screen costs (see the module doc)
+MAX_SHOW_S = 0.5  # the median time to show an outline the rules must keep on the videos they are tuned on
 
 
 @dataclass
@@ -161,18 +163,54 @@ def shown_states(p: np.ndarray, candidates: list[dict[str, Any]]) -> np.ndarray:
     return out
 
 
-def costs(outputs: list[VideoOutputs], candidates: list[dict[str, Any]], false_outline_cost: float = 2.0
-          ) -> np.ndarray:
-    """(candidates, videos, 3): false-outline frames, missed frames and screen changes of each candidate on
-    each video. (``false_outline_cost`` is not used here: counts are weighted by `pick`.)"""
-    c = np.zeros((len(candidates), len(outputs), 3))
+@dataclass
+class Replayed:
+    """A grid replayed over videos: ``counts`` (candidates, videos, 3) of false-outline frames, missed frames
+    and screen changes; ``show_s`` per video, (truth episodes, candidates) seconds from an episode's first
+    frame to the first outline within it (NaN: never shown), as `train.live` measures time to show."""
+
+    counts: np.ndarray
+    show_s: list[np.ndarray]
+
+
+def replay_grid(outputs: list[VideoOutputs], candidates: list[dict[str, Any]]) -> Replayed:
+    from train.live import episodes
+
+    counts = np.zeros((len(candidates), len(outputs), 3))
+    show_s = []
     for j, o in enumerate(outputs):
         shown = shown_states(o.p, candidates)
         truth = o.truth[:, None]
-        c[:, j, 0] = (shown & ~truth).sum(axis=0)
-        c[:, j, 1] = (~shown & truth).sum(axis=0)
-        c[:, j, 2] = np.count_nonzero(np.diff(shown.astype(np.int8), axis=0), axis=0)
-    return c
+        counts[:, j, 0] = (shown & ~truth).sum(axis=0)
+        counts[:, j, 1] = (~shown & truth).sum(axis=0)
+        counts[:, j, 2] = np.count_nonzero(np.diff(shown.astype(np.int8), axis=0), axis=0)
+        rows = []
+        for a, b in episodes(o.truth):
+            seg = shown[a:b]
+            first = np.argmax(seg, axis=0).astype(float)
+            first[~seg.any(axis=0)] = np.nan
+            rows.append(first / o.video.fps)
+        show_s.append(np.array(rows).reshape(len(rows), len(candidates)))
+    return Replayed(counts, show_s)
+
+
+def costs(outputs: list[VideoOutputs], candidates: list[dict[str, Any]]) -> np.ndarray:
+    """(candidates, videos, 3): false-outline frames, missed frames and screen changes of each candidate on
+    each video (weighted into the stated cost by `weighted`)."""
+    return replay_grid(outputs, candidates).counts
+
+
+def median_show_s(r: Replayed, idx: np.ndarray) -> np.ndarray:
+    """(candidates,) median time to show over the truth episodes of the videos ``idx`` (episodes never shown
+    left out, as in `train.live.pool`; NaN where none was shown)."""
+    rows = [r.show_s[int(j)] for j in idx if r.show_s[int(j)].size]
+    if not rows:
+        return np.full(r.counts.shape[0], np.nan)
+    allv = np.concatenate(rows, axis=0)
+    out = np.full(allv.shape[1], np.nan)
+    seen = ~np.isnan(allv).all(axis=0)
+    out[seen] = np.nanmedian(allv[:, seen], axis=0)
+    return out
 
 
 def weighted(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cost: float = FLIP_COST) -> np.ndarray:
@@ -183,9 +221,20 @@ def weighted(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cos
     return total
 
 
-def pick(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cost: float = FLIP_COST) -> int:
-    """The candidate of least stated cost on the videos ``idx`` (the first of equals: the grid's order)."""
-    return int(np.argmin(weighted(c, idx, false_outline_cost, flip_cost)))
+def pick(c: np.ndarray, idx: np.ndarray, false_outline_cost: float, flip_cost: float = FLIP_COST,
+         show_s: np.ndarray | None = None, max_show_s: float | None = None) -> int:
+    """The candidate of least stated cost on the videos ``idx`` (the first of equals: the grid's order),
+    among those whose median time to show there (``show_s``, from `median_show_s`) is at most
+    ``max_show_s``; when none is, the least cost of all, with a warning."""
+    total = weighted(c, idx, false_outline_cost, flip_cost)
+    if show_s is not None and max_show_s is not None:
+        ok = show_s <= max_show_s  # NaN (nothing ever shown) is not ok
+        if ok.any():
+            total = np.where(ok, total, np.inf)
+        else:
+            logger.warning("no candidate shows the outline within %.2f s (median): the least cost is taken",
+                           max_show_s)
+    return int(np.argmin(total))
 
 
 def live_scores(outputs: list[VideoOutputs], rules: dict[str, Any] | dict[int, dict[str, Any]],
@@ -223,12 +272,16 @@ def _brief(s: dict[str, Any]) -> dict[str, Any]:
 
 def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[int, int],
          false_outline_cost: float = 2.0, tune_enter: bool = False, flip_cost: float = FLIP_COST,
-         p_smoothing: tuple[float, ...] = P_SMOOTHING) -> dict[str, Any]:
+         p_smoothing: tuple[float, ...] = P_SMOOTHING, max_show_s: float | None = MAX_SHOW_S) -> dict[str, Any]:
     """Cross-validated choice of the rules (see the module doc). ``tune_enter`` False keeps the spec's
     ``presence_enter``: it is the frame-level operating point chosen for every training source at once,
     and these videos are one source; the rest (averaging, exit, frames on/off, smoothing) is tuned here."""
     cands = grid(ENTER if tune_enter else (float(before["enter"]),), p_smoothing)
-    c = costs(outputs, cands)
+    replayed = replay_grid(outputs, cands)
+    c = replayed.counts
+
+    def best(idx: np.ndarray) -> int:
+        return pick(c, idx, false_outline_cost, flip_cost, median_show_s(replayed, idx), max_show_s)
     folds = sorted({o.fold for o in outputs})
     per_fold = []
     keep = {"alpha": before["alpha"], "mask_threshold": before["mask_threshold"]}
@@ -238,7 +291,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
             logger.warning("fold %d is the only fold with videos: no out-of-fold choice for it", k)
             continue
         held = [o for o in outputs if o.fold == k]
-        chosen = cands[pick(c, train_idx, false_outline_cost, flip_cost)] | keep
+        chosen = cands[best(train_idx)] | keep
         per_fold.append({
             "fold": k, "held_out_videos": [o.video.subject for o in held], "chosen_on_other_folds": chosen,
             "before": _brief(live_scores(held, before, model_hw, false_outline_cost, flip_cost)),
@@ -247,7 +300,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     all_idx = np.arange(len(outputs), dtype=int)
     total = weighted(c, all_idx, false_outline_cost, flip_cost)
     order = np.argsort(total, kind="stable")
-    final = cands[int(order[0])] | {"mask_threshold": before["mask_threshold"]}
+    final = cands[best(all_idx)] | {"mask_threshold": before["mask_threshold"]}
     # mask smoothing: by outline stability, not lowering the outline-on-box rate
     smooth = []
     for a in SMOOTHING:
@@ -261,9 +314,11 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     final["alpha"] = best["alpha"]
     chosen_of = {f["fold"]: f["chosen_on_other_folds"] for f in per_fold}
     frames = sum(len(o.p) for o in outputs)
+    show_all = median_show_s(replayed, all_idx)
     return {
         "false_outline_cost": false_outline_cost,
         "flip_cost": flip_cost,
+        "max_show_s": max_show_s,
         "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
                  "frames_off": FRAMES_OFF, "p_smoothing": p_smoothing, "smoothing": SMOOTHING},
         "videos": len(outputs),
@@ -275,7 +330,8 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
             flip_cost)),
         "out_of_fold_before_all": _brief(live_scores(outputs, before, model_hw, false_outline_cost, flip_cost)),
         # the ten best rule sets on all videos: how flat the optimum is (cost per frame, in-sample)
-        "best_on_all": [cands[int(i)] | {"cost_per_frame": round(float(total[i]) / frames, 4)} for i in order[:10]],
+        "best_on_all": [cands[int(i)] | {"cost_per_frame": round(float(total[i]) / frames, 4),
+                                         "time_to_show_median_s": float(show_all[i])} for i in order[:10]],
         "smoothing": smooth,
         "chosen": final,
     }
@@ -344,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", help="keep the out-of-fold outputs in this .npz (read it when it exists)")
     ap.add_argument("--false-outline-cost", type=float, default=2.0, help="frames a false outline frame costs")
     ap.add_argument("--flip-cost", type=float, default=FLIP_COST, help="frames one change of the screen costs")
+    ap.add_argument("--max-show-s", type=float, default=MAX_SHOW_S, help="rules whose median time to show the "
+                    "outline on the tuning videos is longer are not chosen (seconds)")
     ap.add_argument("--tune-enter", action="store_true", help="also tune presence_enter (default: keep the spec's, "
                     "the frame-level operating point shared by every source)")
     ap.add_argument("--json", help="write the tuning report here")
@@ -365,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         if cache is not None:
             save_outputs(outputs, cache)
     rep = tune(outputs, before, (spec.preprocess.height, spec.preprocess.width), args.false_outline_cost,
-               args.tune_enter, args.flip_cost)
+               args.tune_enter, args.flip_cost, max_show_s=args.max_show_s)
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=2, default=float))
     print(json.dumps({k: rep[k] for k in ("chosen", "out_of_fold_before_all", "out_of_fold_after_all")}, indent=2,

@@ -17,8 +17,10 @@ from train.tune_live import (
     costs,
     grid,
     load_outputs,
+    median_show_s,
     pick,
     replay,
+    replay_grid,
     save_outputs,
     shown_states,
     tune,
@@ -80,6 +82,21 @@ def test_pick_minimises_the_stated_cost():
     # each change of the screen costs flip_cost frames: 6 blinks lose to 4 frames late
     c3 = np.array([[[0, 1, 6]], [[0, 4, 1]]], float)
     assert pick(c3, np.array([0]), 2.0, flip_cost=5.0) == 1 and pick(c3, np.array([0]), 2.0, flip_cost=0.0) == 0
+
+
+def test_rules_slower_than_the_time_to_show_limit_are_not_chosen():
+    # two episodes; P rises to 0.95 at once: frames on decide the delay (20 fps)
+    truth = [0] * 10 + [1] * 30 + [0] * 10 + [1] * 30
+    p = [0.2 if t == 0 else 0.95 for t in truth]
+    o = _outputs("a", 0, truth, p)
+    cands = [{"enter": 0.9, "exit": 0.8, "min_frames_on": on, "min_frames_off": 1} for on in (1, 5, 13)]
+    r = replay_grid([o], cands)
+    np.testing.assert_allclose(median_show_s(r, np.array([0])), [0.0, 0.2, 0.6])
+    c = np.array([[[0, 9, 0]], [[0, 5, 0]], [[0, 1, 0]]], float)  # made up: the slowest is the cheapest
+    show = median_show_s(r, np.array([0]))
+    assert pick(c, np.array([0]), 2.0, 5.0, show, 0.5) == 1
+    assert pick(c, np.array([0]), 2.0, 5.0, show, None) == 2
+    assert pick(c, np.array([0]), 2.0, 5.0, np.full(3, np.nan), 0.5) == 2  # none shows: the least cost
 
 
 def test_averaging_is_chosen_when_counting_frames_cannot_separate_the_two():
