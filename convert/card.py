@@ -207,7 +207,10 @@ def _io_section(spec: ModelSpec) -> list[str]:
         f"- `{names.presence}`: P(a nerve is in view), float `(1, 1)` in [0, 1]. The bedside shows a nerve when "
         f"{averaged}rises above {th.presence_enter:g} on {th.min_frames_on} consecutive frames and stops when it "
         f"falls below {th.presence_exit:g} on {th.min_frames_off} (hysteresis); the outline shown is a running average "
-        f"of the masks (weight {th.mask_smoothing:g} on the newest). A runtime config's `presence` section "
+        f"of the masks (weight {th.mask_smoothing:g} on the newest)."
+        + (" After a start or a gap in the video, the first frame's own vote sets the state." if
+           th.first_frame_decides else "")
+        + " A runtime config's `presence` section "
         "overrides each of these.",
     ]
 

@@ -76,6 +76,10 @@ class PresenceConfig(_Section):
         None, gt=0, le=1, description="weight of the newest frame's P(nerve) in the running average that enter and "
         "exit are compared with (1 = each frame's own P; null: the model spec's)"
     )
+    first_frame_decides: bool | None = Field(
+        None, description="the first frame after a start or a gap sets the state by its own vote (P >= enter: "
+        "outline at once) instead of starting at 'no nerve' (null: the model spec's)"
+    )
     mask_threshold: float | None = Field(None, gt=0, lt=1, description="pixel probability drawn as nerve")
     mask_smoothing: float | None = Field(
         None, gt=0, le=1, description="weight of the newest mask in the running average (1 = no smoothing; null: "

@@ -45,6 +45,7 @@ class PresenceRules:
     min_frames_on / min_frames_off: consecutive votes before the outline appears / disappears.
     alpha: weight of the newest mask in the running average (1 = no smoothing).
     p_alpha: weight of the newest P(nerve) in the running average the thresholds compare (1 = none).
+    first_frame_decides: the first frame after a (re)start sets the state by its own vote.
     mask_threshold: pixel probability drawn as nerve.
     origin: for each rule, "config" or "spec" (where its value came from; named in errors and logs).
     """
@@ -56,19 +57,21 @@ class PresenceRules:
     alpha: float
     mask_threshold: float
     p_alpha: float = 1.0
+    first_frame_decides: bool = False
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, float | int]:
-        """The rules by name (enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold, p_alpha)."""
+        """The rules by name (enter, exit, min_frames_on, min_frames_off, alpha, mask_threshold, p_alpha,
+        first_frame_decides)."""
         return {k: getattr(self, k) for k in ("enter", "exit", "min_frames_on", "min_frames_off", "alpha",
-                                              "mask_threshold", "p_alpha")}
+                                              "mask_threshold", "p_alpha", "first_frame_decides")}
 
     def tracker(self) -> PresenceTracker:
         """A fresh tracker applying these rules (one per video stream)."""
         from edge.presence import PresenceTracker
 
         return PresenceTracker(self.enter, self.exit, self.min_frames_on, self.min_frames_off, self.alpha,
-                               self.p_alpha)
+                               self.p_alpha, self.first_frame_decides)
 
 
 # config key under `presence` -> (field of ThresholdsSpec, field of PresenceRules)
@@ -80,6 +83,7 @@ _RULE_KEYS = (
     ("mask_smoothing", "mask_smoothing", "alpha"),
     ("mask_threshold", "mask", "mask_threshold"),
     ("smoothing", "presence_smoothing", "p_alpha"),
+    ("first_frame_decides", "first_frame_decides", "first_frame_decides"),
 )
 
 

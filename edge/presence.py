@@ -14,6 +14,13 @@ counting frames alone lets the outline blink on and off every second or so,
 while the average over the last few frames stays on one side. The average
 is reset with the rest of the state after a gap in the video.
 
+The first frame after a (re)start has no state to keep: by default the
+screen starts at "no nerve" and needs ``min_frames_on`` frames to show an
+outline, so a probe placed on the plexus gives "No nerve found" and then
+the outline, one change more than the view. With ``first_frame_decides``
+that first frame's own vote sets the state (P >= ``enter``: outline at
+once), and the hysteresis takes over from the next frame.
+
 While "nerve", the mask shown is an exponential moving average of the
 per-frame probability maps (weight ``alpha`` on the newest), which steadies
 the outline against speckle without lagging much at 20-30 fps.
@@ -30,7 +37,7 @@ class PresenceTracker:
     """Stateful; one per video stream. Not thread-safe (used by the processing thread)."""
 
     def __init__(self, enter: float, exit: float, min_frames_on: int = 3, min_frames_off: int = 5, alpha: float = 0.5,
-                 p_alpha: float = 1.0):
+                 p_alpha: float = 1.0, first_frame_decides: bool = False):
         if not 0.0 < exit <= enter < 1.0:
             raise ValueError(f"need 0 < exit <= enter < 1, got enter={enter} exit={exit}")
         if min_frames_on < 1 or min_frames_off < 1:
@@ -45,6 +52,7 @@ class PresenceTracker:
         self.min_off = min_frames_off
         self.alpha = alpha
         self.p_alpha = p_alpha
+        self.first_frame_decides = bool(first_frame_decides)
         self.reset()
 
     def reset(self) -> None:
@@ -57,7 +65,8 @@ class PresenceTracker:
 
     def update(self, result: Result) -> Decision:
         p_frame = result.p_nerve
-        if self._p_avg is None or self.p_alpha >= 1.0:
+        first = self._p_avg is None
+        if first or self.p_alpha >= 1.0:
             self._p_avg = p_frame
         else:
             self._p_avg += self.p_alpha * (p_frame - self._p_avg)
@@ -71,7 +80,9 @@ class PresenceTracker:
         else:
             self._on_run = self._off_run = 0
 
-        if not self.nerve and self._on_run >= self.min_on:
+        if first and self.first_frame_decides:
+            self.nerve = p >= self.enter
+        elif not self.nerve and self._on_run >= self.min_on:
             self.nerve = True
         elif self.nerve and self._off_run >= self.min_off:
             self.nerve = False

@@ -78,6 +78,8 @@ class ThresholdsSpec(_Strict):
     mask_smoothing: float = Field(0.5, gt=0, le=1, description="weight of the newest mask in the running average")
     presence_smoothing: float = Field(1.0, gt=0, le=1, description="weight of the newest frame's P(nerve) in the "
                                       "running average the enter/exit thresholds compare (1 = no averaging)")
+    first_frame_decides: bool = Field(False, description="the first frame after a (re)start sets the state by its "
+                                      "own vote instead of starting at 'no nerve'")
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdsSpec:

@@ -221,7 +221,8 @@ def evaluate_live(folder: str | Path, cfg, videos: list[str] | None = None,
     fps = chosen[0].fps
     r = plan.rules
     rules = {"presence_enter": r.enter, "presence_exit": r.exit, "min_frames_on": r.min_frames_on,
-             "min_frames_off": r.min_frames_off, "mask_smoothing": r.alpha, "presence_smoothing": r.p_alpha}
+             "min_frames_off": r.min_frames_off, "mask_smoothing": r.alpha, "presence_smoothing": r.p_alpha,
+             "first_frame_decides": r.first_frame_decides}
     rep = {"layout": "live", "clock": "simulated: every frame analysed in order, time = frame / fps",
            "model": {"path": str(cfg.model.path or "shipped"), "name": spec.name},
            "data": str(folder), "rules": rules, "pooled": pool(rows, fps),
@@ -339,7 +340,8 @@ def format_live(rep: dict[str, Any]) -> str:
         f"  rules            : enter {rep['rules']['presence_enter']:g}, exit {rep['rules']['presence_exit']:g}, "
         f"on {rep['rules']['min_frames_on']}, off {rep['rules']['min_frames_off']}, "
         f"P averaging {rep['rules'].get('presence_smoothing', 1.0):g}, "
-        f"mask smoothing {rep['rules']['mask_smoothing']:g}",
+        f"mask smoothing {rep['rules']['mask_smoothing']:g}"
+        + (", first frame decides" if rep["rules"].get("first_frame_decides") else ""),
         f"  screen right     : {f(p['state_accuracy'])} of frames",
         f"  flips per minute : {f(p['flips_per_min'], 2)} (truth's own {f(p['truth_flips_per_min'], 2)})",
         f"  time to show     : median {f(p['time_to_show_s']['median'], 2)} s, "

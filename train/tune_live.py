@@ -20,7 +20,8 @@ ignore it, so each change costs like a quarter second of wrong screen (5 frames 
 frames it gets wrong. The rules chosen minimise the pooled cost over the videos they are tuned on, among
 those that show the outline within half a second of the nerve entering the view (median over the truth's
 episodes there; ``--max-show-s``). Grid: presence averaging (the weight of the newest frame's P in the
-running average the thresholds compare), exit (a gap below enter), frames on, frames off; presence enter
+running average the thresholds compare), exit (a gap below enter), frames on, frames off, whether the first
+frame after a start decides the state by its own vote (else the screen starts at "no nerve"); presence enter
 stays the spec's frame-level operating point (chosen for every source at once) unless ``--tune-enter``.
 Mask smoothing does not change what is shown when, only the outline: it is chosen afterwards by outline
 stability (median Dice between consecutive shown outlines) among values that do not lower the
@@ -51,6 +52,7 @@ GAP = (0.05, 0.1, 0.2, 0.3)
 FRAMES_ON = (1, 2, 3, 5, 8)
 FRAMES_OFF = (1, 3, 5, 8, 12)
 P_SMOOTHING = (1.0, 0.5, 0.3, 0.2, 0.1)
+FIRST_FRAME = (False, True)
 SMOOTHING = (0.3, 0.5, 0.7, 1.0)
 FLIP_COST = 5.0  # frames of wrong screen one change of the screen costs (see the module doc)
 MAX_SHOW_S = 0.5  # the median time to show an outline the rules must keep on the videos they are tuned on
@@ -108,7 +110,7 @@ def replay(p: np.ndarray, rules: dict[str, Any], masks: np.ndarray | None = None
     from edge.types import Result
 
     t = PresenceTracker(rules["enter"], rules["exit"], rules["min_frames_on"], rules["min_frames_off"],
-                        rules.get("alpha", 0.5), rules.get("p_alpha", 1.0))
+                        rules.get("alpha", 0.5), rules.get("p_alpha", 1.0), rules.get("first_frame_decides", False))
     dummy = np.zeros((1, 1), np.float32)
     shown = np.zeros(len(p), bool)
     shown_masks = [] if masks is not None else None
@@ -120,9 +122,11 @@ def replay(p: np.ndarray, rules: dict[str, Any], masks: np.ndarray | None = None
     return shown, shown_masks
 
 
-def grid(enter: tuple[float, ...] = ENTER, p_smoothing: tuple[float, ...] = P_SMOOTHING) -> list[dict[str, Any]]:
-    return [{"enter": e, "exit": round(max(e - g, 0.01), 4), "min_frames_on": on, "min_frames_off": off, "p_alpha": a}
-            for a, e, g, on, off in itertools.product(p_smoothing, enter, GAP, FRAMES_ON, FRAMES_OFF)]
+def grid(enter: tuple[float, ...] = ENTER, p_smoothing: tuple[float, ...] = P_SMOOTHING,
+         first_frame: tuple[bool, ...] = FIRST_FRAME) -> list[dict[str, Any]]:
+    return [{"enter": e, "exit": round(max(e - g, 0.01), 4), "min_frames_on": on, "min_frames_off": off, "p_alpha": a,
+             "first_frame_decides": ff}
+            for ff, a, e, g, on, off in itertools.product(first_frame, p_smoothing, enter, GAP, FRAMES_ON, FRAMES_OFF)]
 
 
 def averaged(p: np.ndarray, p_alpha: float) -> np.ndarray:
@@ -138,14 +142,15 @@ def averaged(p: np.ndarray, p_alpha: float) -> np.ndarray:
 def shown_states(p: np.ndarray, candidates: list[dict[str, Any]]) -> np.ndarray:
     """(frames, candidates) bool: what the screen shows under each candidate's rules, from a fresh tracker.
 
-    The rules of `edge.presence.PresenceTracker` (averaging, hysteresis, frames on/off), vectorised over the
-    candidates so that a grid of thousands replays in seconds."""
+    The rules of `edge.presence.PresenceTracker` (averaging, hysteresis, frames on/off, the first frame's
+    vote), vectorised over the candidates so that a grid of thousands replays in seconds."""
     n, c = len(p), len(candidates)
     out = np.zeros((n, c), bool)
     if n == 0 or c == 0:
         return out
     col = {k: np.array([r[k] for r in candidates]) for k in ("enter", "exit", "min_frames_on", "min_frames_off")}
     alphas = np.array([float(r.get("p_alpha", 1.0)) for r in candidates])
+    first_decides = np.array([bool(r.get("first_frame_decides", False)) for r in candidates])
     votes = np.empty((n, c))
     for a in np.unique(alphas):
         votes[:, alphas == a] = averaged(p, float(a))[:, None]
@@ -159,6 +164,8 @@ def shown_states(p: np.ndarray, candidates: list[dict[str, Any]]) -> np.ndarray:
         on_run = np.where(up, on_run + 1, 0)
         off_run = np.where(down, off_run + 1, 0)
         nerve = np.where(nerve, off_run < col["min_frames_off"], on_run >= col["min_frames_on"])
+        if i == 0:
+            nerve = np.where(first_decides, up, nerve)
         out[i] = nerve
     return out
 
@@ -320,7 +327,8 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
         "flip_cost": flip_cost,
         "max_show_s": max_show_s,
         "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
-                 "frames_off": FRAMES_OFF, "p_smoothing": p_smoothing, "smoothing": SMOOTHING},
+                 "frames_off": FRAMES_OFF, "p_smoothing": p_smoothing, "first_frame_decides": FIRST_FRAME,
+                 "smoothing": SMOOTHING},
         "videos": len(outputs),
         "before_rules": before,
         "per_fold": per_fold,
@@ -346,7 +354,8 @@ def write_rules(model: Path, rules: dict[str, Any], note: dict[str, Any]) -> Non
     th = spec.thresholds.model_copy(update={
         "presence_enter": rules["enter"], "presence_exit": rules["exit"], "min_frames_on": rules["min_frames_on"],
         "min_frames_off": rules["min_frames_off"], "mask_smoothing": rules["alpha"],
-        "presence_smoothing": rules.get("p_alpha", 1.0)})
+        "presence_smoothing": rules.get("p_alpha", 1.0),
+        "first_frame_decides": rules.get("first_frame_decides", False)})
     th = type(th).model_validate(th.model_dump())
     prov = dict(spec.provenance) | {"live_tuning": note}
     save_spec(spec.model_copy(update={"thresholds": th, "provenance": prov}), model)

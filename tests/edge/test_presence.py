@@ -96,19 +96,21 @@ def test_rules_come_from_the_spec_unless_the_config_sets_them():
                           mask_smoothing=0.3, presence_smoothing=0.25)
     assert settle_rules(PresenceConfig(), spec).as_dict() == {
         "enter": 0.8, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 9, "alpha": 0.3, "mask_threshold": 0.4,
-        "p_alpha": 0.25}
-    cfg = PresenceConfig(enter=0.75, min_frames_off=4, mask_smoothing=1.0, smoothing=0.5)
+        "p_alpha": 0.25, "first_frame_decides": False}
+    cfg = PresenceConfig(enter=0.75, min_frames_off=4, mask_smoothing=1.0, smoothing=0.5, first_frame_decides=True)
     rules = settle_rules(cfg, spec)
     assert rules.as_dict() == {"enter": 0.75, "exit": 0.7, "min_frames_on": 2, "min_frames_off": 4,
-                               "alpha": 1.0, "mask_threshold": 0.4, "p_alpha": 0.5}
+                               "alpha": 1.0, "mask_threshold": 0.4, "p_alpha": 0.5, "first_frame_decides": True}
     assert rules.origin["p_alpha"] == "config" and rules.tracker().p_alpha == 0.5
+    assert rules.tracker().first_frame_decides
     # an enter below the spec's exit is no hysteresis: refused, naming both and where each came from
     with pytest.raises(ConfigError, match=r"presence.exit = 0.7 \(the model spec\) is above presence.enter = 0.6 "
                        r"\(this config\)"):
         settle_rules(PresenceConfig(enter=0.6), spec)
     # a spec written before the temporal rules were part of it keeps the old defaults
     old = ThresholdsSpec.model_validate({"mask": 0.5, "presence_enter": 0.6, "presence_exit": 0.4})
-    assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing, old.presence_smoothing) == (3, 5, 0.5, 1.0)
+    assert (old.min_frames_on, old.min_frames_off, old.mask_smoothing, old.presence_smoothing,
+            old.first_frame_decides) == (3, 5, 0.5, 1.0, False)
 
 
 def test_thresholds_compare_the_running_average_of_p():
@@ -144,3 +146,20 @@ def test_reset_forgets_the_average():
     t.reset()
     d = t.update(_r(0.1))
     assert d.p_vote == pytest.approx(0.1) and not d.nerve
+
+
+def test_the_first_frame_may_decide_the_state():
+    # a probe placed on the plexus: by default "No nerve found" for min_frames_on - 1 frames, then the outline
+    default = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=3)
+    assert _run(default, [0.9] * 4) == [False, False, True, True]
+    first = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=3, first_frame_decides=True)
+    assert _run(first, [0.9] * 4) == [True] * 4
+    # only the first frame: afterwards the hysteresis holds as before
+    assert _run(first, [0.1, 0.1, 0.1, 0.9, 0.9, 0.9]) == [True, True, False, False, False, True]
+    # a first frame voting "no nerve" (or between the thresholds) starts at "no nerve"
+    for p0 in (0.1, 0.5):
+        t = PresenceTracker(enter=0.6, exit=0.4, min_frames_on=3, min_frames_off=3, first_frame_decides=True)
+        assert _run(t, [p0, 0.9, 0.9, 0.9]) == [False, False, False, True]
+    # after a gap (reset) the first frame decides again
+    first.reset()
+    assert _run(first, [0.9]) == [True]

@@ -55,15 +55,19 @@ def test_the_vectorised_replay_is_the_bedside_tracker(seed):
     # P that wanders around the thresholds, with runs: where every rule matters
     p = np.clip(0.85 + np.cumsum(rng.normal(0, 0.04, 300)) * 0.3 + rng.normal(0, 0.05, 300), 0, 1)
     cands = [{"enter": float(e), "exit": float(e - g), "min_frames_on": int(on), "min_frames_off": int(off),
-              "p_alpha": float(a)}
-             for e, g, on, off, a in zip(rng.uniform(0.7, 0.95, 40), rng.uniform(0, 0.2, 40), rng.integers(1, 9, 40),
-                                         rng.integers(1, 13, 40), rng.choice([1.0, 0.5, 0.3, 0.1], 40), strict=True)]
+              "p_alpha": float(a), "first_frame_decides": bool(ff)}
+             for e, g, on, off, a, ff in zip(rng.uniform(0.7, 0.95, 40), rng.uniform(0, 0.2, 40),
+                                             rng.integers(1, 9, 40), rng.integers(1, 13, 40),
+                                             rng.choice([1.0, 0.5, 0.3, 0.1], 40), rng.random(40) < 0.5, strict=True)]
+    p[0] = 0.99  # the first frame votes "nerve": the first-frame rule matters
     fast = shown_states(p, cands)
     for j, r in enumerate(cands):
-        t = PresenceTracker(r["enter"], r["exit"], r["min_frames_on"], r["min_frames_off"], p_alpha=r["p_alpha"])
+        t = PresenceTracker(r["enter"], r["exit"], r["min_frames_on"], r["min_frames_off"], p_alpha=r["p_alpha"],
+                            first_frame_decides=r["first_frame_decides"])
         want = [t.update(Result(np.zeros((2, 2), np.float32), float(x), 0)).nerve for x in p]
         assert fast[:, j].tolist() == want, r
     assert fast.any() and not fast.all()  # the sequence exercised both states
+    assert fast[0].any() and not fast[0].all()  # and both starts
 
 
 def test_pick_minimises_the_stated_cost():
@@ -225,11 +229,12 @@ def test_write_rules_to_a_converted_model_redraws_its_card(tmp_path):
         shutil.copy(src.with_suffix(suffix), tmp_path / f"m{suffix}")
     model = tmp_path / "m.tflite"
     old_card = (tmp_path / "m.md").read_text()
-    rules = {"enter": 0.9, "exit": 0.75, "min_frames_on": 4, "min_frames_off": 9, "alpha": 0.7, "p_alpha": 0.25}
+    rules = {"enter": 0.9, "exit": 0.75, "min_frames_on": 4, "min_frames_off": 9, "alpha": 0.7, "p_alpha": 0.25,
+             "first_frame_decides": True}
     write_rules(model, rules, {"why": "a test"})
     th = load_spec(model).thresholds  # the hash still matches: only the sidecar changed
     assert (th.presence_enter, th.presence_exit, th.min_frames_on, th.min_frames_off, th.mask_smoothing,
-            th.presence_smoothing) == (0.9, 0.75, 4, 9, 0.7, 0.25)
+            th.presence_smoothing, th.first_frame_decides) == (0.9, 0.75, 4, 9, 0.7, 0.25, True)
     card = (tmp_path / "m.md").read_text()
     assert "its running average over frames (weight 0.25 on the newest) rises above 0.9 on 4 consecutive" in card
     assert "why: a test" in card
