@@ -283,7 +283,8 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
     """Cross-validated choice of the rules (see the module doc). ``tune_enter`` False keeps the spec's
     ``presence_enter``: it is the frame-level operating point chosen for every training source at once,
     and these videos are one source; the rest (averaging, exit, frames on/off, smoothing) is tuned here."""
-    cands = grid(ENTER if tune_enter else (float(before["enter"]),), p_smoothing)
+    enters = tuple(sorted(set(ENTER) | {float(before["enter"])})) if tune_enter else (float(before["enter"]),)
+    cands = grid(enters, p_smoothing)
     replayed = replay_grid(outputs, cands)
     c = replayed.counts
 
@@ -326,7 +327,7 @@ def tune(outputs: list[VideoOutputs], before: dict[str, Any], model_hw: tuple[in
         "false_outline_cost": false_outline_cost,
         "flip_cost": flip_cost,
         "max_show_s": max_show_s,
-        "grid": {"enter": ENTER if tune_enter else [before["enter"]], "gap": GAP, "frames_on": FRAMES_ON,
+        "grid": {"enter": enters, "gap": GAP, "frames_on": FRAMES_ON,
                  "frames_off": FRAMES_OFF, "p_smoothing": p_smoothing, "first_frame_decides": FIRST_FRAME,
                  "smoothing": SMOOTHING},
         "videos": len(outputs),
