@@ -15,6 +15,7 @@ from train.boxes import BoxVideo
 from train.tune_live import (
     VideoOutputs,
     costs,
+    fast_enough,
     grid,
     load_outputs,
     median_show_s,
@@ -23,6 +24,7 @@ from train.tune_live import (
     replay_grid,
     save_outputs,
     shown_states,
+    step_show_s,
     tune,
     write_rules,
 )
@@ -95,12 +97,31 @@ def test_rules_slower_than_the_time_to_show_limit_are_not_chosen():
     o = _outputs("a", 0, truth, p)
     cands = [{"enter": 0.9, "exit": 0.8, "min_frames_on": on, "min_frames_off": 1} for on in (1, 5, 13)]
     r = replay_grid([o], cands)
-    np.testing.assert_allclose(median_show_s(r, np.array([0])), [0.0, 0.2, 0.6])
+    one = np.array([0])
+    np.testing.assert_allclose(median_show_s(r, one), [0.0, 0.2, 0.6])
+    np.testing.assert_allclose(step_show_s(cands, 0.2, 0.95, 20.0), [0.0, 0.2, 0.6])
+    assert fast_enough([o], one, cands, r, 0.5).tolist() == [True, True, False]
     c = np.array([[[0, 9, 0]], [[0, 5, 0]], [[0, 1, 0]]], float)  # made up: the slowest is the cheapest
-    show = median_show_s(r, np.array([0]))
-    assert pick(c, np.array([0]), 2.0, 5.0, show, 0.5) == 1
-    assert pick(c, np.array([0]), 2.0, 5.0, show, None) == 2
-    assert pick(c, np.array([0]), 2.0, 5.0, np.full(3, np.nan), 0.5) == 2  # none shows: the least cost
+    assert pick(c, one, 2.0, 5.0, fast_enough([o], one, cands, r, 0.5)) == 1
+    assert pick(c, one, 2.0, 5.0, None) == 2
+    assert pick(c, one, 2.0, 5.0, np.zeros(3, bool)) == 2  # none fast enough: the least cost
+
+
+def test_the_step_catches_rules_slow_on_a_probe_sliding_onto_the_nerve():
+    # a video that starts on the nerve: with the first frame deciding, any averaging shows it at once, so the
+    # median over episodes is 0 s; a step of P (the probe sliding on) shows how slow heavy averaging is
+    truth = [1] * 60 + [0] * 40
+    p = [0.97] * 60 + [0.5] * 40
+    o = _outputs("s", 0, truth, p)
+    cands = [{"enter": 0.88, "exit": 0.8, "min_frames_on": 3, "min_frames_off": 1, "p_alpha": a,
+              "first_frame_decides": True} for a in (1.0, 0.3, 0.1)]
+    r = replay_grid([o], cands)
+    np.testing.assert_allclose(median_show_s(r, np.array([0])), [0.0, 0.0, 0.0])
+    step = step_show_s(cands, 0.5, 0.97, 20.0)
+    # averaged from 0.5 towards 0.97 reaches 0.88 after 1, 5 and 16 frames; then 2 more for 3 frames on
+    np.testing.assert_allclose(step, [0.1, 0.3, 0.85])
+    assert fast_enough([o], np.array([0]), cands, r, 0.5).tolist() == [True, True, False]
+    assert np.isinf(step_show_s(cands, 0.5, 0.85, 20.0)).all()  # never reaches enter: never shown
 
 
 def test_averaging_is_chosen_when_counting_frames_cannot_separate_the_two():
