@@ -38,7 +38,7 @@ def session_dir(tmp_path_factory, kaggle_fullres) -> Path:
     root = tmp_path_factory.mktemp("recordings")
     cfg = with_overrides(
         Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "pace": False},
-        presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1},
+        presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1, "smoothing": 1.0},
         loop={"max_frames": FRAMES}, record={"mode": "always", "dir": str(root)},
     )
     runner = ModelRunner(default_model_path(), threads=2)

@@ -133,7 +133,9 @@ def test_real_kaggle_frames_bit_exact(tmp_path, kaggle_fullres, runner):
 
 def test_annotated_video_draws_what_the_monitor_showed(tmp_path, kaggle_fullres, runner):
     cfg = with_overrides(Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "pace": False},
-                         presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1},
+                         # each frame's own P decides (no averaging), so the state changes within 20 frames
+                         presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1,
+                                   "smoothing": 1.0},
                          # unpaced on a busy box a frame may turn stale; its marker's age is not the event's
                          overlay={"stale_after_ms": 1e9},
                          loop={"max_frames": 20}, record={"mode": "always", "dir": str(tmp_path)})
@@ -152,7 +154,7 @@ def test_annotated_video_draws_what_the_monitor_showed(tmp_path, kaggle_fullres,
     nerve_frames = 0
     for k, f in enumerate(spy.frames):
         # the writer's drawing code, on the recorded raw frame, gives the monitor's pixels exactly
-        drawn = render_annotated(overlay, load_raw(sdir / lines[k]["raw"]), f["nerve"], f["p"], f["mask"],
+        drawn = render_annotated(overlay, load_raw(sdir / lines[k]["raw"]), f["nerve"], f["p_vote"], f["mask"],
                                  f["state"], 0.0, f["lat"], runner.spec.untrained, runner.spec.name)
         np.testing.assert_array_equal(drawn[body], sink.shown[k][body])
         ok, frame = cap.read()  # and the mp4 holds it (lossy codec: close, not equal)

@@ -68,7 +68,7 @@ def test_on_detection_starts_with_pre_roll_and_stops_after_post_roll(tmp_path, k
     # hysteresis the decision flips often, giving several sessions in one pass.
     cfg = with_overrides(
         Config(), roi=KAGGLE_ROI, source={"spec": f"images:{kaggle_fullres}", "fps": 50},
-        presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1},
+        presence={"enter": 0.7, "exit": 0.5, "min_frames_on": 1, "min_frames_off": 1, "smoothing": 1.0},
         record={"mode": "on-detection", "dir": str(tmp_path), "pre_roll_s": 0.05, "post_roll_s": 0.03,
                 "queue_frames": 500},
     )
